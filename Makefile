@@ -1,0 +1,73 @@
+# One entry point for operators and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON ?= python3
+INVENTORY ?= inventory/local
+SCENARIOS ?= docker_engine swarm default
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_FORCE_COLOR ?= 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Debian packages the tests use (the project installs them; nothing by hand).
+TEST_PACKAGES := nginx-light chromium libnss3-tools wrk debootstrap
+
+.PHONY: help venv deploy engine tools test lint unit molecule bench teardown clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## Create .venv with the pinned controller tools and the app
+
+$(VENV)/.installed: requirements.txt $(wildcard app/requirements*.txt app/pyproject.toml)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade 'pip>=24'
+	$(VENV)/bin/pip install -q -r requirements.txt
+	if [ -f app/requirements-dev.txt ]; then \
+	  $(VENV)/bin/pip install -q --require-hashes -r app/requirements-dev.txt && \
+	  $(VENV)/bin/pip install -q --no-deps -e app; fi
+	touch $@
+
+deploy: venv ## Run site.yml against INVENTORY (default: this machine)
+	ansible-playbook -i $(INVENTORY) site.yml
+
+teardown: venv ## Remove the stack (keeps data; add ARGS='-e teardown_remove_data=true')
+	ansible-playbook -i $(INVENTORY) playbooks/teardown.yml $(ARGS)
+
+engine: venv ## Install and start Docker on this machine (the hosts stage)
+	ansible-playbook -i inventory/local playbooks/hosts.yml
+
+tools: ## Install the Debian packages the tests need
+	missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  policy=/usr/sbin/policy-rc.d; made_policy=0; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; made_policy=1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  if [ $$made_policy = 1 ]; then rm -f $$policy; fi; \
+	fi
+
+test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scenarios
+
+lint: venv ## yamllint, ansible-lint (production profile), ruff
+	yamllint --strict .
+	ansible-lint
+	ruff check .
+	ruff format --check app bench
+
+unit: venv tools ## App tests (SQLite + PostgreSQL) and role/template tests
+	if [ -d app/tests ]; then pytest -q app; fi
+	pytest -q tests
+
+molecule: venv engine tools ## Build the test hosts, then `molecule test` every scenario
+	ansible-playbook molecule/resources/testhosts.yml
+	for s in $(SCENARIOS); do \
+	  start=$$(date +%s); molecule test -s $$s; \
+	  echo "scenario $$s: $$(( $$(date +%s) - start )) s"; done
+
+bench: venv engine tools ## Print benchmark figures (app server comparison)
+	$(PYTHON) bench/app_bench.py
+
+clean: ## Remove the venv and caches (not the deployed stack)
+	rm -rf $(VENV) .cache build

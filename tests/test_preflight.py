@@ -1,0 +1,67 @@
+"""Bad inputs fail in the preflight stage, with a message naming the culprit."""
+
+from conftest import write_inventory
+
+
+def assert_refused(result, *fragments):
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for fragment in fragments:
+        assert fragment in output, output
+
+
+def test_valid_inputs_pass(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}})
+    result = run_playbook("playbooks/preflight.yml", inventory)
+    assert result.returncode == 0, result.stdout
+
+
+def test_misspelled_variable_is_named(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path)
+    result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"swarm_node_lables": {"a": "b"}})
+    assert_refused(result, "Unknown variable(s) for role swarm", "swarm_node_lables")
+
+
+def test_string_where_a_list_is_expected(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path)
+    result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"docker_engine_users": "bob"})
+    assert_refused(result, 'docker_engine_users must be a list, got "bob"')
+
+
+def test_unknown_choice(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path)
+    result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"docker_engine_source": "snap"})
+    assert_refused(result, "docker_engine_source must be one of: distribution, upstream")
+
+
+def test_inventory_without_manager(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, managers=(), workers=("node1",))
+    result = run_playbook("playbooks/preflight.yml", inventory)
+    assert_refused(result, "'managers' is empty or missing")
+
+
+def test_host_in_both_groups(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, managers=("node1",), workers=("node1",))
+    result = run_playbook("playbooks/preflight.yml", inventory)
+    assert_refused(result, "Hosts in both 'managers' and 'workers': node1")
+
+
+def test_even_number_of_managers_warns(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, managers=("node1", "node2"))
+    result = run_playbook("playbooks/preflight.yml", inventory)
+    assert result.returncode == 0, result.stdout
+    assert "2 managers tolerate no more failures than 1" in result.stdout
+
+
+def test_unreachable_host_stops_site_before_any_change(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, managers=("node1",), workers=("ghost",))
+    inventory.write_text(
+        inventory.read_text().replace(
+            '"ghost": {"ansible_connection": "local"',
+            '"ghost": {"ansible_connection": "ssh", "ansible_host": "192.0.2.254", '
+            '"ansible_ssh_common_args": "-o ConnectTimeout=3"',
+        )
+    )
+    result = run_playbook("site.yml", inventory)
+    assert_refused(result, "fatal: [ghost]: UNREACHABLE!")
+    assert "docker_engine :" not in result.stdout, "the hosts stage ran despite an unreachable host"

@@ -1,0 +1,336 @@
+"""The tls role, run for real on this machine (controller = target = localhost).
+
+Each run is an `ansible-playbook` subprocess with the JSON callback, so the
+recap (stats), task results and the facts the stack role consumes can be read
+without scraping text.
+"""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+REPO = Path(__file__).resolve().parent.parent
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+
+PLAYBOOK = """
+- name: Apply the tls role
+  hosts: all
+  gather_facts: {gather}
+  roles:
+    - role: tls
+  post_tasks:
+    - name: Expose the facts the stack role consumes
+      ansible.builtin.debug:
+        msg:
+          tls_server_cert_path: "{{{{ tls_server_cert_path }}}}"
+          tls_server_key_path: "{{{{ tls_server_key_path }}}}"
+          tls_ca_cert_path: "{{{{ tls_ca_cert_path }}}}"
+"""
+
+
+class Run:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.output = proc.stdout + proc.stderr
+        try:
+            self.data = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            self.data = {}
+
+    @property
+    def stats(self):
+        return self.data.get("stats", {})
+
+    def changed(self):
+        return sum(host["changed"] for host in self.stats.values())
+
+    def facts(self):
+        for play in self.data["plays"]:
+            for task in play["tasks"]:
+                if task["task"]["name"] == "Expose the facts the stack role consumes":
+                    return next(iter(task["hosts"].values()))["msg"]
+        raise AssertionError("facts task did not run")
+
+
+@pytest.fixture
+def project(tmp_path):
+    """Inventory (two edge hosts, local connection), playbook and a clean ansible.cfg."""
+    (tmp_path / "inventory").mkdir()
+    py = sys.executable
+    (tmp_path / "inventory" / "hosts.ini").write_text(
+        f"[edge]\n"
+        f"edge1 ansible_connection=local ansible_host=10.9.8.7 ansible_python_interpreter={py}\n"
+        f"edge2 ansible_connection=local ansible_python_interpreter={py}\n"
+    )
+    (tmp_path / "ansible.cfg").write_text(
+        "[defaults]\n"
+        f"roles_path = {REPO / 'roles'}\n"
+        "stdout_callback = ansible.builtin.json\n"
+        "interpreter_python = auto_silent\n"
+        "retry_files_enabled = false\n"
+        "gathering = implicit\n"
+    )
+    return tmp_path
+
+
+def run(project, extra=None, gather=False):
+    playbook = project / "play.yml"
+    playbook.write_text(PLAYBOOK.format(gather=str(gather).lower()))
+    extra_file = project / "extra.json"
+    extra_file.write_text(json.dumps({"tls_dir": str(project / "tls"), **(extra or {})}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-i", str(project / "inventory" / "hosts.ini"), str(playbook),
+         "-e", f"@{extra_file}"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )
+    return Run(proc)
+
+
+def load_certs(path):
+    return x509.load_pem_x509_certificates(Path(path).read_bytes())
+
+
+def load_key(path):
+    return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+
+
+def sans(cert):
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(v) for v in ext.get_values_for_type(x509.DNSName)} | {
+        str(v) for v in ext.get_values_for_type(x509.IPAddress)
+    }
+
+
+# --- selfsigned mode --------------------------------------------------------
+
+
+@pytest.fixture
+def selfsigned(project):
+    first = run(project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True)
+    assert first.rc == 0, first.output
+    second = run(project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True)
+    return project / "tls", first, second
+
+
+def test_selfsigned_creates_ca_and_server_cert_that_chain(selfsigned):
+    tls, first, _ = selfsigned
+    assert first.changed() > 0
+    assert oct(tls.stat().st_mode & 0o777) == "0o700"
+    for name in ("ca.key", "server.key"):
+        assert oct((tls / name).stat().st_mode & 0o777) == "0o600", name
+
+    (ca,) = load_certs(tls / "ca.crt")
+    bc = ca.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert bc.critical and bc.value.ca
+    ku = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.key_cert_sign and ku.crl_sign
+
+    served = load_certs(tls / "server.crt")
+    assert len(served) == 2 and served[1] == ca, "server.crt must be leaf + CA"
+    leaf = served[0]
+    leaf.verify_directly_issued_by(ca)  # raises if the signature does not verify
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in eku
+
+    for key_file, cert in (("server.key", leaf), ("ca.key", ca)):
+        key = load_key(tls / key_file)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        assert key.curve.name == "secp256r1"
+        assert key.public_key() == cert.public_key(), f"{key_file} does not match its certificate"
+
+
+def test_selfsigned_sans_cover_edge_hosts_and_extras(selfsigned):
+    tls, _, _ = selfsigned
+    leaf = load_certs(tls / "server.crt")[0]
+    names = sans(leaf)
+    expected = {"edge1", "edge2", "10.9.8.7", "localhost", "127.0.0.1", "login.example.test", "203.0.113.5"}
+    assert expected <= names
+    ext = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "10.9.8.7" in {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}, "IPs must be IP SANs"
+    # Facts were gathered: the controller's FQDN is named as well.
+    assert len(names) > len(expected)
+
+
+def test_selfsigned_second_run_changes_nothing(selfsigned):
+    _, _, second = selfsigned
+    assert second.rc == 0, second.output
+    assert second.changed() == 0, second.output
+
+
+def test_selfsigned_sets_facts_for_stack_role(selfsigned):
+    tls, first, _ = selfsigned
+    assert first.facts() == {
+        "tls_server_cert_path": str(tls / "server.crt"),
+        "tls_server_key_path": str(tls / "server.key"),
+        "tls_ca_cert_path": str(tls / "ca.crt"),
+    }
+    assert str(tls / "ca.crt") in first.output  # told where to find the CA for the browser
+
+
+def test_changed_extra_names_reissue_leaf_but_keep_ca(project):
+    assert run(project, {"tls_extra_names": ["a.example.test"]}).rc == 0
+    tls = project / "tls"
+    ca_before = (tls / "ca.crt").read_bytes(), (tls / "ca.key").read_bytes()
+    leaf_before = load_certs(tls / "server.crt")[0]
+
+    again = run(project, {"tls_extra_names": ["b.example.test"]})
+    assert again.rc == 0, again.output
+    assert again.changed() > 0
+    assert ((tls / "ca.crt").read_bytes(), (tls / "ca.key").read_bytes()) == ca_before
+    leaf_after = load_certs(tls / "server.crt")[0]
+    assert leaf_after.serial_number != leaf_before.serial_number
+    assert "b.example.test" in sans(leaf_after) and "a.example.test" not in sans(leaf_after)
+    leaf_after.verify_directly_issued_by(load_certs(tls / "ca.crt")[0])
+
+
+def test_leaf_close_to_expiry_is_renewed(project):
+    assert run(project, {"tls_server_days": 10, "tls_renew_days": 5}).rc == 0
+    tls = project / "tls"
+    short = load_certs(tls / "server.crt")[0]
+
+    renewed = run(project, {"tls_server_days": 365, "tls_renew_days": 20})
+    assert renewed.rc == 0, renewed.output
+    leaf = load_certs(tls / "server.crt")[0]
+    assert leaf.serial_number != short.serial_number
+    assert leaf.not_valid_after_utc - short.not_valid_after_utc > dt.timedelta(days=300)
+
+
+def test_unknown_mode_fails_naming_the_variable_and_creates_nothing(project):
+    result = run(project, {"tls_mode": "letsencrypt"})
+    assert result.rc != 0
+    assert "tls_mode" in result.output and "letsencrypt" in result.output
+    assert not (project / "tls").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"tls_renew_days": 0}, "tls_renew_days"),
+        ({"tls_server_days": 20, "tls_renew_days": 30}, "tls_renew_days"),
+        ({"tls_ca_days": "ten years"}, "tls_ca_days"),
+        ({"tls_extra_names": {"not": "a list"}}, "tls_extra_names"),
+        ({"tls_edge_group": "no_such_group"}, "no_such_group"),
+    ],
+)
+def test_bad_inputs_fail_before_anything_changes(project, extra, named):
+    result = run(project, extra)
+    assert result.rc != 0
+    if named:
+        assert named in result.output
+    assert not (project / "tls").exists()
+
+
+# --- provided mode -----------------------------------------------------------
+
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(subject, key, issuer, issuer_key, ca, days=30, start=None):
+    start = start or dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(obj):
+    if isinstance(obj, x509.Certificate):
+        return obj.public_bytes(serialization.Encoding.PEM)
+    return obj.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.fixture
+def operator_pki(tmp_path):
+    """A root CA, an intermediate and a leaf, as an operator would bring them."""
+    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("root", "inter", "leaf", "other")}
+    root = _cert("Operator Root", keys["root"], "Operator Root", keys["root"], ca=True, days=3650)
+    inter = _cert("Operator Intermediate", keys["inter"], "Operator Root", keys["root"], ca=True, days=1000)
+    leaf = _cert("www.example.test", keys["leaf"], "Operator Intermediate", keys["inter"], ca=False)
+    expired = _cert("old.example.test", keys["leaf"], "Operator Intermediate", keys["inter"], ca=False,
+                    days=10, start=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40))
+    files = tmp_path / "operator"
+    files.mkdir()
+    for name, obj in {"root.crt": root, "inter.crt": inter, "leaf.crt": leaf, "expired.crt": expired,
+                      "leaf.key": keys["leaf"], "other.key": keys["other"]}.items():
+        (files / name).write_bytes(_pem(obj))
+    return files, {"root": root, "inter": inter, "leaf": leaf}
+
+
+def provided(files, **overrides):
+    extra = {
+        "tls_mode": "provided",
+        "tls_cert_file": str(files / "leaf.crt"),
+        "tls_key_file": str(files / "leaf.key"),
+        "tls_chain_file": str(files / "inter.crt"),
+        "tls_ca_file": str(files / "root.crt"),
+    }
+    extra.update(overrides)
+    return {k: v for k, v in extra.items() if v is not None}
+
+
+def test_provided_good_files_are_installed(project, operator_pki):
+    files, certs = operator_pki
+    result = run(project, provided(files))
+    assert result.rc == 0, result.output
+    tls = project / "tls"
+    assert load_certs(tls / "server.crt") == [certs["leaf"], certs["inter"]]
+    assert (tls / "server.key").read_bytes() == (files / "leaf.key").read_bytes()
+    assert oct((tls / "server.key").stat().st_mode & 0o777) == "0o600"
+    assert load_certs(tls / "ca.crt") == [certs["root"]]
+    assert not (tls / "ca.key").exists()
+    assert result.facts()["tls_ca_cert_path"] == str(tls / "ca.crt")
+
+    again = run(project, provided(files))
+    assert again.rc == 0 and again.changed() == 0, again.output
+
+
+def test_provided_without_ca_file_leaves_ca_path_empty(project, operator_pki):
+    files, _ = operator_pki
+    result = run(project, provided(files, tls_ca_file=None))
+    assert result.rc == 0, result.output
+    assert result.facts()["tls_ca_cert_path"] == ""
+    assert not (project / "tls" / "ca.crt").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tls_key_file": "other.key"}, "does not match tls_cert_file"),
+        ({"tls_cert_file": "expired.crt"}, "expired"),
+        ({"tls_chain_file": None, "tls_ca_file": None}, "no chain leads there"),
+        ({"tls_chain_file": "root.crt", "tls_ca_file": None}, "no chain leads there"),
+        ({"tls_cert_file": "missing.crt"}, "is not a file on the controller"),
+        ({"tls_key_file": ""}, "needs tls_cert_file and tls_key_file"),
+    ],
+)
+def test_provided_bad_files_fail_clearly(project, operator_pki, overrides, message):
+    files, _ = operator_pki
+    overrides = {k: (str(files / v) if v else v) for k, v in overrides.items()}
+    result = run(project, provided(files, **overrides))
+    assert result.rc != 0
+    assert message in result.output
+    assert not (project / "tls" / "server.key").exists()
