@@ -61,9 +61,8 @@ class Run:
         raise AssertionError("facts task did not run")
 
 
-@pytest.fixture
-def project(tmp_path):
-    """Inventory (two edge hosts, local connection), playbook and a clean ansible.cfg."""
+def make_project(tmp_path):
+    """Inventory (two edge hosts, local connection) and a clean ansible.cfg."""
     (tmp_path / "inventory").mkdir()
     py = sys.executable
     (tmp_path / "inventory" / "hosts.ini").write_text(
@@ -82,16 +81,38 @@ def project(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path)
+
+
 def run(project, extra=None, gather=False):
     playbook = project / "play.yml"
     playbook.write_text(PLAYBOOK.format(gather=str(gather).lower()))
     extra_file = project / "extra.json"
-    extra_file.write_text(json.dumps({"tls_dir": str(project / "tls"), **(extra or {})}))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    extra_file.write_text(
+        json.dumps({"tls_dir": str(project / "tls"), **(extra or {})})
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
     proc = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(project / "inventory" / "hosts.ini"), str(playbook),
-         "-e", f"@{extra_file}"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            str(project / "inventory" / "hosts.ini"),
+            str(playbook),
+            "-e",
+            f"@{extra_file}",
+        ],
+        cwd=project,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return Run(proc)
 
@@ -114,11 +135,17 @@ def sans(cert):
 # --- selfsigned mode --------------------------------------------------------
 
 
-@pytest.fixture
-def selfsigned(project):
-    first = run(project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True)
+@pytest.fixture(scope="module")
+def selfsigned(tmp_path_factory):
+    """First and second run of the default mode, shared by the tests that only read."""
+    project = make_project(tmp_path_factory.mktemp("selfsigned"))
+    first = run(
+        project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True
+    )
     assert first.rc == 0, first.output
-    second = run(project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True)
+    second = run(
+        project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True
+    )
     return project / "tls", first, second
 
 
@@ -147,17 +174,29 @@ def test_selfsigned_creates_ca_and_server_cert_that_chain(selfsigned):
         key = load_key(tls / key_file)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         assert key.curve.name == "secp256r1"
-        assert key.public_key() == cert.public_key(), f"{key_file} does not match its certificate"
+        assert key.public_key() == cert.public_key(), (
+            f"{key_file} does not match its certificate"
+        )
 
 
 def test_selfsigned_sans_cover_edge_hosts_and_extras(selfsigned):
     tls, _, _ = selfsigned
     leaf = load_certs(tls / "server.crt")[0]
     names = sans(leaf)
-    expected = {"edge1", "edge2", "10.9.8.7", "localhost", "127.0.0.1", "login.example.test", "203.0.113.5"}
+    expected = {
+        "edge1",
+        "edge2",
+        "10.9.8.7",
+        "localhost",
+        "127.0.0.1",
+        "login.example.test",
+        "203.0.113.5",
+    }
     assert expected <= names
     ext = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "10.9.8.7" in {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}, "IPs must be IP SANs"
+    assert "10.9.8.7" in {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}, (
+        "IPs must be IP SANs"
+    )
     # Facts were gathered: the controller's FQDN is named as well.
     assert len(names) > len(expected)
 
@@ -175,7 +214,37 @@ def test_selfsigned_sets_facts_for_stack_role(selfsigned):
         "tls_server_key_path": str(tls / "server.key"),
         "tls_ca_cert_path": str(tls / "ca.crt"),
     }
-    assert str(tls / "ca.crt") in first.output  # told where to find the CA for the browser
+    assert (
+        str(tls / "ca.crt") in first.output
+    )  # told where to find the CA for the browser
+
+
+def test_default_tls_dir_is_per_inventory_under_home(project):
+    (project / "play.yml").write_text(PLAYBOOK.format(gather="false"))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+        "HOME": str(project / "home"),
+    }
+    proc = subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            str(project / "inventory" / "hosts.ini"),
+            str(project / "play.yml"),
+        ],
+        cwd=project,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    result = Run(proc)
+    assert result.rc == 0, result.output
+    expected = project / "home" / ".local" / "share" / "loginapp" / "inventory" / "tls"
+    assert result.facts()["tls_server_cert_path"] == str(expected / "server.crt")
+    assert len(load_certs(expected / "server.crt")) == 2
 
 
 def test_changed_extra_names_reissue_leaf_but_keep_ca(project):
@@ -190,7 +259,9 @@ def test_changed_extra_names_reissue_leaf_but_keep_ca(project):
     assert ((tls / "ca.crt").read_bytes(), (tls / "ca.key").read_bytes()) == ca_before
     leaf_after = load_certs(tls / "server.crt")[0]
     assert leaf_after.serial_number != leaf_before.serial_number
-    assert "b.example.test" in sans(leaf_after) and "a.example.test" not in sans(leaf_after)
+    assert "b.example.test" in sans(leaf_after) and "a.example.test" not in sans(
+        leaf_after
+    )
     leaf_after.verify_directly_issued_by(load_certs(tls / "ca.crt")[0])
 
 
@@ -239,7 +310,7 @@ def _name(cn):
 
 
 def _cert(subject, key, issuer, issuer_key, ca, days=30, start=None):
-    start = start or dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    start = start or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -251,7 +322,9 @@ def _cert(subject, key, issuer, issuer_key, ca, days=30, start=None):
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -259,23 +332,56 @@ def _pem(obj):
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM)
     return obj.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
 
 
 @pytest.fixture
 def operator_pki(tmp_path):
     """A root CA, an intermediate and a leaf, as an operator would bring them."""
-    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("root", "inter", "leaf", "other")}
-    root = _cert("Operator Root", keys["root"], "Operator Root", keys["root"], ca=True, days=3650)
-    inter = _cert("Operator Intermediate", keys["inter"], "Operator Root", keys["root"], ca=True, days=1000)
-    leaf = _cert("www.example.test", keys["leaf"], "Operator Intermediate", keys["inter"], ca=False)
-    expired = _cert("old.example.test", keys["leaf"], "Operator Intermediate", keys["inter"], ca=False,
-                    days=10, start=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40))
+    keys = {
+        n: ec.generate_private_key(ec.SECP256R1())
+        for n in ("root", "inter", "leaf", "other")
+    }
+    root = _cert(
+        "Operator Root", keys["root"], "Operator Root", keys["root"], ca=True, days=3650
+    )
+    inter = _cert(
+        "Operator Intermediate",
+        keys["inter"],
+        "Operator Root",
+        keys["root"],
+        ca=True,
+        days=1000,
+    )
+    leaf = _cert(
+        "www.example.test",
+        keys["leaf"],
+        "Operator Intermediate",
+        keys["inter"],
+        ca=False,
+    )
+    expired = _cert(
+        "old.example.test",
+        keys["leaf"],
+        "Operator Intermediate",
+        keys["inter"],
+        ca=False,
+        days=10,
+        start=dt.datetime.now(dt.UTC) - dt.timedelta(days=40),
+    )
     files = tmp_path / "operator"
     files.mkdir()
-    for name, obj in {"root.crt": root, "inter.crt": inter, "leaf.crt": leaf, "expired.crt": expired,
-                      "leaf.key": keys["leaf"], "other.key": keys["other"]}.items():
+    for name, obj in {
+        "root.crt": root,
+        "inter.crt": inter,
+        "leaf.crt": leaf,
+        "expired.crt": expired,
+        "leaf.key": keys["leaf"],
+        "other.key": keys["other"],
+    }.items():
         (files / name).write_bytes(_pem(obj))
     return files, {"root": root, "inter": inter, "leaf": leaf}
 

@@ -1,0 +1,601 @@
+"""roles/stack/templates/nginx.conf.j2, rendered by Ansible and run by the real nginx.
+
+The template is rendered twice from roles/stack/defaults/main/nginx.yml:
+as shipped (for content checks) and with container paths/ports pointed at a
+temp dir (for `nginx -t` and a live nginx on free ports in front of a tiny
+Python upstream that echoes the request headers).
+"""
+
+import datetime as dt
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+REPO = Path(__file__).resolve().parent.parent
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+DEFAULTS = REPO / "roles" / "stack" / "defaults" / "main" / "nginx.yml"
+TEMPLATE = REPO / "roles" / "stack" / "templates" / "nginx.conf.j2"
+
+pytestmark = pytest.mark.skipif(
+    not Path(NGINX).exists(),
+    reason="nginx is not installed (apt-get install nginx-light)",
+)
+
+RENDER_PLAYBOOK = """
+- name: Render nginx.conf as shipped
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - {defaults}
+  tasks:
+    - name: Render with the role defaults
+      ansible.builtin.template:
+        src: {template}
+        dest: {out}/default.conf
+        mode: "0644"
+
+- name: Render nginx.conf for this machine
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - {defaults}
+    - {overrides}
+  tasks:
+    - name: Render with test paths and ports
+      ansible.builtin.template:
+        src: {template}
+        dest: {out}/test.conf
+        mode: "0644"
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_pki(directory):
+    """CA + leaf for localhost, written like the tls role's layout."""
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+
+    def build(subject, key, issuer, issuer_key, ca):
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(
+                x509.BasicConstraints(ca=ca, path_length=None), critical=True
+            )
+        )
+        if not ca:
+            b = b.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+            ).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        return b.sign(issuer_key, hashes.SHA256())
+
+    ca_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca = build("test CA", ca_key, "test CA", ca_key, ca=True)
+    leaf = build("localhost", leaf_key, "test CA", ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "server.crt").write_bytes(
+        leaf.public_bytes(pem) + ca.public_bytes(pem)
+    )
+    (directory / "server.key").write_bytes(
+        leaf_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+class EchoUpstream(BaseHTTPRequestHandler):
+    """Stands in for gunicorn: answers 200 with the headers it received."""
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps(
+            {"path": self.path, "method": self.command, "headers": dict(self.headers)}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Frame-Options", "SAMEORIGIN")  # nginx must replace this
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    work = tmp_path_factory.mktemp("nginx")
+    for sub in ("tls", "static", "tmp", "out", "acme"):
+        (work / sub).mkdir()
+    make_pki(work / "tls")
+    (work / "static" / "app.css").write_text("body { color: #123456; }\n" * 100)
+    ports = {"http": free_port(), "https": free_port(), "upstream": free_port()}
+    overrides = {
+        "stack_nginx_http_port": ports["http"],
+        "stack_nginx_https_port": ports["https"],
+        "stack_nginx_cert_path": str(work / "tls" / "server.crt"),
+        "stack_nginx_key_path": str(work / "tls" / "server.key"),
+        "stack_nginx_pid_path": str(work / "tmp" / "nginx.pid"),
+        "stack_nginx_temp_dir": str(work / "tmp"),
+        "stack_nginx_static_root": str(work / "static") + "/",
+        "stack_nginx_access_log": str(work / "access.log"),
+        "stack_nginx_worker_processes": 1,
+        "stack_nginx_resolver": "127.0.0.1",
+        "stack_app_service": "127.0.0.1",
+        "stack_app_port": ports["upstream"],
+    }
+    (work / "overrides.json").write_text(json.dumps(overrides))
+    playbook = work / "render.yml"
+    playbook.write_text(
+        RENDER_PLAYBOOK.format(
+            defaults=DEFAULTS,
+            template=TEMPLATE,
+            out=work / "out",
+            overrides=work / "overrides.json",
+        )
+    )
+    (work / "ansible.cfg").write_text(
+        "[defaults]\ninterpreter_python = auto_silent\nretry_files_enabled = false\n"
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    proc = subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+        ],
+        cwd=work,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {
+        "work": work,
+        "ports": ports,
+        "default": (work / "out" / "default.conf").read_text(),
+        "test": work / "out" / "test.conf",
+    }
+
+
+def test_stack_argument_specs_cover_the_nginx_knobs():
+    """Every nginx knob is typed in the stack role's argument specs, with the same default."""
+    import yaml
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    meta = REPO / "roles" / "stack" / "meta"
+    fragment = meta / "nginx_argument_specs.fragment.yml"
+    if fragment.exists():
+        spec = yaml.safe_load(fragment.read_text())
+    else:  # the fragment has been merged into the role's argument specs
+        spec = yaml.safe_load((meta / "argument_specs.yml").read_text())[
+            "argument_specs"
+        ]["main"]["options"]
+    defaults = yaml.safe_load(DEFAULTS.read_text())
+    spec = {k: v for k, v in spec.items() if k in defaults}
+    assert set(spec) == set(defaults), "nginx knobs missing from the argument specs"
+    assert {k: v.get("default") for k, v in spec.items()} == defaults
+    assert all(v["description"] for v in spec.values())
+    checks = {
+        k: {kk: vv for kk, vv in v.items() if kk != "description"}
+        for k, v in spec.items()
+    }
+    assert ArgumentSpecValidator(checks).validate(defaults).error_messages == []
+    assert (
+        ArgumentSpecValidator(checks)
+        .validate({"stack_nginx_https_port": "https"})
+        .error_messages
+    )
+
+
+def directives(conf, name):
+    return [
+        m.group(1).strip()
+        for m in re.finditer(rf"^\s*{name}\s+([^;]*);", conf, re.MULTILINE)
+    ]
+
+
+# --- the shipped configuration -------------------------------------------------
+
+
+def test_nginx_accepts_rendered_config(rendered):
+    proc = subprocess.run(
+        [NGINX, "-t", "-c", str(rendered["test"]), "-e", "stderr"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "test is successful" in proc.stderr
+
+
+def test_shipped_config_fits_a_read_only_non_root_container(rendered):
+    conf = rendered["default"]
+    assert not directives(conf, "user")
+    assert directives(conf, "pid") == ["/tmp/nginx.pid"]
+    temp_paths = re.findall(r"^\s*(\w+_temp_path)\s+(\S+);", conf, re.MULTILINE)
+    assert {name for name, _ in temp_paths} == {
+        "client_body_temp_path",
+        "proxy_temp_path",
+        "fastcgi_temp_path",
+        "uwsgi_temp_path",
+        "scgi_temp_path",
+    }
+    assert all(path.startswith("/tmp/") for _, path in temp_paths)
+    assert directives(conf, "listen") == [
+        "8080 default_server",
+        "8443 ssl http2 default_server",
+    ]
+    assert directives(conf, "ssl_certificate") == ["/run/secrets/tls_cert"]
+    assert directives(conf, "ssl_certificate_key") == ["/run/secrets/tls_key"]
+    assert directives(conf, "error_log") == ["stderr warn"]
+    assert directives(conf, "access_log")[0] == "/dev/stdout json"
+
+
+def test_shipped_config_tls_policy(rendered):
+    conf = rendered["default"]
+    assert directives(conf, "ssl_protocols") == ["TLSv1.2 TLSv1.3"]
+    assert directives(conf, "ssl_prefer_server_ciphers") == ["off"]
+    assert directives(conf, "ssl_session_tickets") == ["off"]
+    assert directives(conf, "ssl_stapling") == ["off"]
+    assert directives(conf, "server_tokens") == ["off"]
+    ciphers = directives(conf, "ssl_ciphers")[0].split(":")
+    assert ciphers[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert all("GCM" in c or "CHACHA20" in c for c in ciphers)
+    hsts = [
+        h
+        for h in directives(conf, "add_header")
+        if h.startswith("Strict-Transport-Security")
+    ]
+    assert hsts and all(
+        h == 'Strict-Transport-Security "max-age=63072000" always' for h in hsts
+    )
+
+
+def test_shipped_config_routing(rendered):
+    conf = rendered["default"]
+    assert "return 301 https://$host$request_uri;" in conf
+    assert directives(conf, "resolver") == ["127.0.0.11 valid=10s ipv6=off"]
+    assert directives(conf, "set") == ["$app_upstream http://app:8000"]
+    assert set(directives(conf, "proxy_pass")) == {"$app_upstream"}
+    assert (
+        directives(conf, "proxy_set_header").count("X-Forwarded-For $remote_addr") == 1
+    )
+    assert directives(conf, "proxy_next_upstream") == [
+        "error timeout http_502 http_503"
+    ]
+    # limit_req only inside the exact POST-keyed locations for /login and /register.
+    limited = re.findall(
+        r"location = (\S+) \{\s*limit_req zone=login burst=5 nodelay;", conf
+    )
+    assert limited == ["/login", "/register"]
+    assert len(directives(conf, "limit_req")) == 2
+    assert re.search(
+        r"map \$request_method \$login_limit_key \{\s*default \"\";\s*POST \$binary_remote_addr;",
+        conf,
+    )
+    assert directives(conf, "limit_req_zone") == [
+        "$login_limit_key zone=login:10m rate=10r/m"
+    ]
+
+
+def test_hsts_subdomains_is_a_knob(tmp_path):
+    out = tmp_path / "conf"
+    playbook = tmp_path / "p.yml"
+    playbook.write_text(f"""
+- name: Render
+  hosts: localhost
+  gather_facts: false
+  vars_files: [{DEFAULTS}]
+  tasks:
+    - name: Render
+      ansible.builtin.template:
+        src: {TEMPLATE}
+        dest: {out}
+        mode: "0644"
+      vars:
+        stack_nginx_hsts_include_subdomains: true
+        stack_nginx_hsts_max_age: 31536000
+        stack_nginx_acme_root: /srv/acme
+""")
+    proc = subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout
+    conf = out.read_text()
+    assert (
+        'Strict-Transport-Security "max-age=31536000; includeSubDomains" always' in conf
+    )
+    assert re.search(r"acme-challenge/ \{\s*root /srv/acme;", conf)
+
+
+# --- a live nginx ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(rendered):
+    upstream = ThreadingHTTPServer(
+        ("127.0.0.1", rendered["ports"]["upstream"]), EchoUpstream
+    )
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    # Workers would drop to `nobody` without a user directive and could not read the 0700 tmp dir.
+    globals_ = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+    with open(rendered["work"] / "nginx.out", "w") as log:
+        proc = subprocess.Popen(
+            [NGINX, "-c", str(rendered["test"]), "-e", "stderr", "-g", globals_],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_ports(proc, rendered)
+            yield rendered
+        finally:
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            upstream.shutdown()
+            upstream.server_close()
+
+
+def wait_for_ports(proc, rendered):
+    deadline = time.monotonic() + 20
+    for port in (rendered["ports"]["http"], rendered["ports"]["https"]):
+        while True:
+            assert proc.poll() is None, (rendered["work"] / "nginx.out").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "nginx did not start listening"
+                time.sleep(0.1)
+
+
+def tls_context(rendered, version=None, alpn=None):
+    ctx = ssl.create_default_context(cafile=str(rendered["work"] / "tls" / "ca.crt"))
+    if version:
+        # SECLEVEL=0 so the client itself can still speak old protocols: the refusal must come from nginx.
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ctx.maximum_version = version
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def https(rendered, method, path, headers=None, body=None):
+    conn = http.client.HTTPSConnection(
+        "localhost",
+        rendered["ports"]["https"],
+        context=tls_context(rendered),
+        timeout=10,
+    )
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def test_http_redirects_to_https_and_answers_health(live):
+    conn = http.client.HTTPConnection("127.0.0.1", live["ports"]["http"], timeout=10)
+    conn.request("GET", "/login?next=/x", headers={"Host": "app.example.test"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 301
+    assert resp.headers["Location"] == "https://app.example.test/login?next=/x"
+    conn.request("GET", "/nginx-health")
+    resp = conn.getresponse()
+    assert (resp.status, resp.read()) == (200, b"ok\n")
+    conn.request("GET", "/.well-known/acme-challenge/token")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 404
+    conn.close()
+
+
+def handshake(live, version, alpn=None):
+    ctx = tls_context(live, version, alpn)
+    with (
+        socket.create_connection(
+            ("127.0.0.1", live["ports"]["https"]), timeout=10
+        ) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        return tls.version(), tls.selected_alpn_protocol()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_old_tls_probe_can_succeed(live):
+    """Control: the TLS 1.1 client below does connect to a server that allows TLS 1.1."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    server_ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+    tls_dir = live["work"] / "tls"
+    server_ctx.load_cert_chain(tls_dir / "server.crt", tls_dir / "server.key")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve():
+            conn, _ = listener.accept()
+            try:
+                server_ctx.wrap_socket(conn, server_side=True).close()
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        client_ctx = tls_context(live, ssl.TLSVersion.TLSv1_1)
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            assert tls.version() == "TLSv1.1"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize(
+    "version",
+    [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1],
+    ids=["TLSv1.0", "TLSv1.1"],
+)
+def test_old_tls_is_refused(live, version):
+    with pytest.raises(ssl.SSLError):
+        handshake(live, version)
+
+
+def test_tls12_and_tls13_are_accepted_with_http2(live):
+    assert handshake(live, ssl.TLSVersion.TLSv1_2)[0] == "TLSv1.2"
+    assert handshake(live, ssl.TLSVersion.TLSv1_3, alpn=["h2", "http/1.1"]) == (
+        "TLSv1.3",
+        "h2",
+    )
+
+
+def test_proxied_request_carries_security_headers_and_forwarding(live):
+    status, headers, body = https(
+        live,
+        "GET",
+        "/dashboard",
+        headers={"X-Forwarded-For": "6.6.6.6", "Host": "localhost"},
+    )
+    assert status == 200
+    seen = json.loads(body)
+    assert seen["path"] == "/dashboard"
+    assert seen["headers"]["X-Forwarded-For"] == "127.0.0.1", (
+        "a client-sent X-Forwarded-For must be overwritten"
+    )
+    assert seen["headers"]["X-Forwarded-Proto"] == "https"
+    assert seen["headers"]["X-Forwarded-Host"] == "localhost"
+    assert seen["headers"]["Host"] == "localhost"
+    assert headers["Strict-Transport-Security"] == "max-age=63072000"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers.get_all("X-Frame-Options") == ["DENY"]
+    assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    assert "camera=()" in headers["Permissions-Policy"]
+    assert headers["Server"] == "nginx"
+
+
+def test_static_files_are_served_cached_and_compressed(live):
+    status, headers, _ = https(
+        live, "GET", "/static/app.css", headers={"Accept-Encoding": "gzip"}
+    )
+    assert status == 200
+    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert headers["Content-Encoding"] == "gzip"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert https(live, "GET", "/static/missing.css")[0] == 404
+
+
+def test_health_on_https(live):
+    status, _, body = https(live, "GET", "/nginx-health")
+    assert (status, body) == (200, b"ok\n")
+
+
+def test_login_posts_are_rate_limited_but_gets_and_other_posts_are_not(live):
+    # Other paths and GETs first: they must never be limited nor use up the POST budget.
+    assert {https(live, "POST", "/logout", body=b"x=1")[0] for _ in range(10)} == {200}
+    assert {https(live, "GET", "/login")[0] for _ in range(10)} == {200}
+
+    statuses = []
+    for _ in range(10):
+        status, headers, body = https(
+            live,
+            "POST",
+            "/login",
+            body=b"user=a&password=b",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        statuses.append(status)
+        if status == 429:
+            limited = (headers, body)
+    # 10r/m with burst 5: the first 1 + 5 pass, the rest are refused at once
+    # (one more may pass if the machine is so slow that 6 s elapse).
+    assert statuses[:6] == [200] * 6
+    assert statuses[-3:] == [429] * 3
+    headers, body = limited
+    assert b"Too many attempts" in body
+    assert headers["Retry-After"] == "60"
+    assert headers["Strict-Transport-Security"] == "max-age=63072000"
+    assert https(live, "POST", "/register", body=b"x=1")[0] == 429, (
+        "register shares the login budget"
+    )
+
+
+def test_access_log_is_json(live):
+    https(live, "GET", "/json-log-probe")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = (live["work"] / "access.log").read_text().splitlines()
+        entries = [json.loads(line) for line in lines]
+        probe = [e for e in entries if e["uri"] == "/json-log-probe"]
+        if probe:
+            break
+        time.sleep(0.1)
+    assert probe and probe[0]["status"] == 200 and probe[0]["tls"]
+    assert not [e for e in entries if e["uri"] == "/nginx-health"], (
+        "health checks must not be logged"
+    )
