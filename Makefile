@@ -54,7 +54,7 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	yamllint --strict .
 	ansible-lint
 	ruff check .
-	ruff format --check app bench
+	ruff format --check .
 
 unit: venv tools ## App tests (SQLite + PostgreSQL) and role/template tests
 	if [ -d app/tests ]; then pytest -q app; fi

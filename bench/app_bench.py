@@ -277,7 +277,10 @@ def print_table(results: list[Result], backend: str, duration: int) -> None:
     print(
         f"\nloginapp benchmark: {backend}, {cpus} CPUs, wrk -t2 -d{duration}s, argon2id m=19MiB t=2"
     )
-    header = f"{'server':9} {'scenario':12} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'gunicorn/dev':>12}"
+    header = (
+        f"{'server':9} {'scenario':12} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}"
+        f" {'errors':>7} {'gunicorn/dev':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:

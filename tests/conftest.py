@@ -46,8 +46,6 @@ def run_playbook(tmp_path):
         command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook), *extra_args]
         if extra_vars is not None:
             command += ["-e", json.dumps(extra_vars)]
-        return subprocess.run(
-            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
 
     return run

@@ -47,7 +47,9 @@ def test_host_in_both_groups(run_playbook, tmp_path):
 
 
 def test_even_number_of_managers_warns(run_playbook, tmp_path):
-    inventory = write_inventory(tmp_path, managers=("node1", "node2"))
+    inventory = write_inventory(
+        tmp_path, managers=("node1", "node2"), host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}}
+    )
     result = run_playbook("playbooks/preflight.yml", inventory)
     assert result.returncode == 0, result.stdout
     assert "2 managers tolerate no more failures than 1" in result.stdout
