@@ -97,9 +97,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"server on port {port} did not become healthy")
 
 
-def start_server(
-    kind: str, env: dict[str, str], workdir: Path
-) -> tuple[subprocess.Popen, int]:
+def start_server(kind: str, env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = workdir / f"{kind}.log"
     env = dict(env)
@@ -126,9 +124,7 @@ def start_server(
             "loginapp:create_app()",
         ]  # fmt: skip
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir
-        )
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     wait_healthy(port, proc, log)
     return proc, port
 
@@ -147,16 +143,12 @@ def parse_wrk(output: str) -> tuple[float, float, float, int]:
     errors = 0
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
         errors += int(match.group(1))
-    if match := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    ):
+    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
         errors += sum(int(n) for n in match.groups())
     return rps, p50, p99, errors
 
 
-def run_wrk(
-    port: int, path: str, connections: int, duration: int, script: Path | None
-) -> str:
+def run_wrk(port: int, path: str, connections: int, duration: int, script: Path | None) -> str:
     cmd = [
         "wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s",
         "--timeout", "10s", "--latency",
@@ -170,9 +162,7 @@ def run_wrk(
 def login_script(port: int, workdir: Path, name: str) -> Path:
     """Lua script that POSTs a full login with a CSRF token and its session cookie."""
     token, cookie = csrf_and_cookie(port, "/login")
-    body = urllib.parse.urlencode(
-        {"csrf_token": token, "username": USERNAME, "password": PASSWORD}
-    )
+    body = urllib.parse.urlencode({"csrf_token": token, "username": USERNAME, "password": PASSWORD})
     # A login succeeds with 302; a CSRF or password problem would show as a 400/200.
     check_status, _, _ = request(port, "POST", "/login", body, cookie)
     if check_status != 302:
@@ -245,11 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             register_user(port)
             for scenario, path in (("GET /login", "/login"), ("POST /login", "/login")):
                 for conns in args.connections:
-                    script = (
-                        login_script(port, workdir, kind)
-                        if scenario[0] == "P"
-                        else None
-                    )
+                    script = login_script(port, workdir, kind) if scenario[0] == "P" else None
                     output = run_wrk(port, path, conns, args.duration, script)
                     rps, p50, p99, errors = parse_wrk(output)
                     results.append(Result(kind, scenario, conns, rps, p50, p99, errors))
@@ -274,9 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(results: list[Result], backend: str, duration: int) -> None:
     dev = {(r.scenario, r.connections): r for r in results if r.server == "dev"}
     cpus = len(os.sched_getaffinity(0))
-    print(
-        f"\nloginapp benchmark: {backend}, {cpus} CPUs, wrk -t2 -d{duration}s, argon2id m=19MiB t=2"
-    )
+    print(f"\nloginapp benchmark: {backend}, {cpus} CPUs, wrk -t2 -d{duration}s, argon2id m=19MiB t=2")
     header = (
         f"{'server':9} {'scenario':12} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}"
         f" {'errors':>7} {'gunicorn/dev':>12}"

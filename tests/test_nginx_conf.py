@@ -86,14 +86,10 @@ def make_pki(directory):
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(
-                x509.BasicConstraints(ca=ca, path_length=None), critical=True
-            )
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
         if not ca:
-            b = b.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-            ).add_extension(
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False).add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
             )
         return b.sign(issuer_key, hashes.SHA256())
@@ -106,13 +102,9 @@ def make_pki(directory):
     leaf = build("localhost", leaf_key, "test CA", ca_key, ca=False)
     pem = serialization.Encoding.PEM
     (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (directory / "server.crt").write_bytes(
-        leaf.public_bytes(pem) + ca.public_bytes(pem)
-    )
+    (directory / "server.crt").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
     (directory / "server.key").write_bytes(
-        leaf_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
 
 
@@ -123,9 +115,7 @@ class EchoUpstream(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        body = json.dumps(
-            {"path": self.path, "method": self.command, "headers": dict(self.headers)}
-        ).encode()
+        body = json.dumps({"path": self.path, "method": self.command, "headers": dict(self.headers)}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -171,9 +161,7 @@ def rendered(tmp_path_factory):
             overrides=work / "overrides.json",
         )
     )
-    (work / "ansible.cfg").write_text(
-        "[defaults]\ninterpreter_python = auto_silent\nretry_files_enabled = false\n"
-    )
+    (work / "ansible.cfg").write_text("[defaults]\ninterpreter_python = auto_silent\nretry_files_enabled = false\n")
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
@@ -216,31 +204,19 @@ def test_stack_argument_specs_cover_the_nginx_knobs():
     if fragment.exists():
         spec = yaml.safe_load(fragment.read_text())
     else:  # the fragment has been merged into the role's argument specs
-        spec = yaml.safe_load((meta / "argument_specs.yml").read_text())[
-            "argument_specs"
-        ]["main"]["options"]
+        spec = yaml.safe_load((meta / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
     defaults = yaml.safe_load(DEFAULTS.read_text())
     spec = {k: v for k, v in spec.items() if k in defaults}
     assert set(spec) == set(defaults), "nginx knobs missing from the argument specs"
     assert {k: v.get("default") for k, v in spec.items()} == defaults
     assert all(v["description"] for v in spec.values())
-    checks = {
-        k: {kk: vv for kk, vv in v.items() if kk != "description"}
-        for k, v in spec.items()
-    }
+    checks = {k: {kk: vv for kk, vv in v.items() if kk != "description"} for k, v in spec.items()}
     assert ArgumentSpecValidator(checks).validate(defaults).error_messages == []
-    assert (
-        ArgumentSpecValidator(checks)
-        .validate({"stack_nginx_https_port": "https"})
-        .error_messages
-    )
+    assert ArgumentSpecValidator(checks).validate({"stack_nginx_https_port": "https"}).error_messages
 
 
 def directives(conf, name):
-    return [
-        m.group(1).strip()
-        for m in re.finditer(rf"^\s*{name}\s+([^;]*);", conf, re.MULTILINE)
-    ]
+    return [m.group(1).strip() for m in re.finditer(rf"^\s*{name}\s+([^;]*);", conf, re.MULTILINE)]
 
 
 # --- the shipped configuration -------------------------------------------------
@@ -291,14 +267,8 @@ def test_shipped_config_tls_policy(rendered):
     ciphers = directives(conf, "ssl_ciphers")[0].split(":")
     assert ciphers[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
     assert all("GCM" in c or "CHACHA20" in c for c in ciphers)
-    hsts = [
-        h
-        for h in directives(conf, "add_header")
-        if h.startswith("Strict-Transport-Security")
-    ]
-    assert hsts and all(
-        h == 'Strict-Transport-Security "max-age=63072000" always' for h in hsts
-    )
+    hsts = [h for h in directives(conf, "add_header") if h.startswith("Strict-Transport-Security")]
+    assert hsts and all(h == 'Strict-Transport-Security "max-age=63072000" always' for h in hsts)
 
 
 def test_shipped_config_routing(rendered):
@@ -307,25 +277,17 @@ def test_shipped_config_routing(rendered):
     assert directives(conf, "resolver") == ["127.0.0.11 valid=10s ipv6=off"]
     assert directives(conf, "set") == ["$app_upstream http://app:8000"]
     assert set(directives(conf, "proxy_pass")) == {"$app_upstream"}
-    assert (
-        directives(conf, "proxy_set_header").count("X-Forwarded-For $remote_addr") == 1
-    )
-    assert directives(conf, "proxy_next_upstream") == [
-        "error timeout http_502 http_503"
-    ]
+    assert directives(conf, "proxy_set_header").count("X-Forwarded-For $remote_addr") == 1
+    assert directives(conf, "proxy_next_upstream") == ["error timeout http_502 http_503"]
     # limit_req only inside the exact POST-keyed locations for /login and /register.
-    limited = re.findall(
-        r"location = (\S+) \{\s*limit_req zone=login burst=5 nodelay;", conf
-    )
+    limited = re.findall(r"location = (\S+) \{\s*limit_req zone=login burst=5 nodelay;", conf)
     assert limited == ["/login", "/register"]
     assert len(directives(conf, "limit_req")) == 2
     assert re.search(
         r"map \$request_method \$login_limit_key \{\s*default \"\";\s*POST \$binary_remote_addr;",
         conf,
     )
-    assert directives(conf, "limit_req_zone") == [
-        "$login_limit_key zone=login:10m rate=10r/m"
-    ]
+    assert directives(conf, "limit_req_zone") == ["$login_limit_key zone=login:10m rate=10r/m"]
 
 
 def test_hsts_subdomains_is_a_knob(tmp_path):
@@ -365,9 +327,7 @@ def test_hsts_subdomains_is_a_knob(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout
     conf = out.read_text()
-    assert (
-        'Strict-Transport-Security "max-age=31536000; includeSubDomains" always' in conf
-    )
+    assert 'Strict-Transport-Security "max-age=31536000; includeSubDomains" always' in conf
     assert re.search(r"acme-challenge/ \{\s*root /srv/acme;", conf)
 
 
@@ -376,9 +336,7 @@ def test_hsts_subdomains_is_a_knob(tmp_path):
 
 @pytest.fixture(scope="module")
 def live(rendered):
-    upstream = ThreadingHTTPServer(
-        ("127.0.0.1", rendered["ports"]["upstream"]), EchoUpstream
-    )
+    upstream = ThreadingHTTPServer(("127.0.0.1", rendered["ports"]["upstream"]), EchoUpstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     # Workers would drop to `nobody` without a user directive and could not read the 0700 tmp dir.
     globals_ = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
@@ -461,9 +419,7 @@ def test_http_redirects_to_https_and_answers_health(live):
 def handshake(live, version, alpn=None):
     ctx = tls_context(live, version, alpn)
     with (
-        socket.create_connection(
-            ("127.0.0.1", live["ports"]["https"]), timeout=10
-        ) as raw,
+        socket.create_connection(("127.0.0.1", live["ports"]["https"]), timeout=10) as raw,
         ctx.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         return tls.version(), tls.selected_alpn_protocol()
@@ -525,9 +481,7 @@ def test_proxied_request_carries_security_headers_and_forwarding(live):
     assert status == 200
     seen = json.loads(body)
     assert seen["path"] == "/dashboard"
-    assert seen["headers"]["X-Forwarded-For"] == "127.0.0.1", (
-        "a client-sent X-Forwarded-For must be overwritten"
-    )
+    assert seen["headers"]["X-Forwarded-For"] == "127.0.0.1", "a client-sent X-Forwarded-For must be overwritten"
     assert seen["headers"]["X-Forwarded-Proto"] == "https"
     assert seen["headers"]["X-Forwarded-Host"] == "localhost"
     assert seen["headers"]["Host"] == "localhost"
@@ -540,9 +494,7 @@ def test_proxied_request_carries_security_headers_and_forwarding(live):
 
 
 def test_static_files_are_served_cached_and_compressed(live):
-    status, headers, _ = https(
-        live, "GET", "/static/app.css", headers={"Accept-Encoding": "gzip"}
-    )
+    status, headers, _ = https(live, "GET", "/static/app.css", headers={"Accept-Encoding": "gzip"})
     assert status == 200
     assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert headers["Content-Encoding"] == "gzip"
@@ -580,9 +532,7 @@ def test_login_posts_are_rate_limited_but_gets_and_other_posts_are_not(live):
     assert b"Too many attempts" in body
     assert headers["Retry-After"] == "60"
     assert headers["Strict-Transport-Security"] == "max-age=63072000"
-    assert https(live, "POST", "/register", body=b"x=1")[0] == 429, (
-        "register shares the login budget"
-    )
+    assert https(live, "POST", "/register", body=b"x=1")[0] == 429, "register shares the login budget"
 
 
 def test_access_log_is_json(live):
@@ -596,6 +546,4 @@ def test_access_log_is_json(live):
             break
         time.sleep(0.1)
     assert probe and probe[0]["status"] == 200 and probe[0]["tls"]
-    assert not [e for e in entries if e["uri"] == "/nginx-health"], (
-        "health checks must not be logged"
-    )
+    assert not [e for e in entries if e["uri"] == "/nginx-health"], "health checks must not be logged"

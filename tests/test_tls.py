@@ -90,9 +90,7 @@ def run(project, extra=None, gather=False):
     playbook = project / "play.yml"
     playbook.write_text(PLAYBOOK.format(gather=str(gather).lower()))
     extra_file = project / "extra.json"
-    extra_file.write_text(
-        json.dumps({"tls_dir": str(project / "tls"), **(extra or {})})
-    )
+    extra_file.write_text(json.dumps({"tls_dir": str(project / "tls"), **(extra or {})}))
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
@@ -139,13 +137,9 @@ def sans(cert):
 def selfsigned(tmp_path_factory):
     """First and second run of the default mode, shared by the tests that only read."""
     project = make_project(tmp_path_factory.mktemp("selfsigned"))
-    first = run(
-        project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True
-    )
+    first = run(project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True)
     assert first.rc == 0, first.output
-    second = run(
-        project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True
-    )
+    second = run(project, {"tls_extra_names": ["login.example.test", "203.0.113.5"]}, gather=True)
     return project / "tls", first, second
 
 
@@ -174,9 +168,7 @@ def test_selfsigned_creates_ca_and_server_cert_that_chain(selfsigned):
         key = load_key(tls / key_file)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         assert key.curve.name == "secp256r1"
-        assert key.public_key() == cert.public_key(), (
-            f"{key_file} does not match its certificate"
-        )
+        assert key.public_key() == cert.public_key(), f"{key_file} does not match its certificate"
 
 
 def test_selfsigned_sans_cover_edge_hosts_and_extras(selfsigned):
@@ -194,9 +186,7 @@ def test_selfsigned_sans_cover_edge_hosts_and_extras(selfsigned):
     }
     assert expected <= names
     ext = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "10.9.8.7" in {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}, (
-        "IPs must be IP SANs"
-    )
+    assert "10.9.8.7" in {str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}, "IPs must be IP SANs"
     # Facts were gathered: the controller's FQDN is named as well.
     assert len(names) > len(expected)
 
@@ -214,9 +204,7 @@ def test_selfsigned_sets_facts_for_stack_role(selfsigned):
         "tls_server_key_path": str(tls / "server.key"),
         "tls_ca_cert_path": str(tls / "ca.crt"),
     }
-    assert (
-        str(tls / "ca.crt") in first.output
-    )  # told where to find the CA for the browser
+    assert str(tls / "ca.crt") in first.output  # told where to find the CA for the browser
 
 
 def test_default_tls_dir_is_per_inventory_under_home(project):
@@ -259,9 +247,7 @@ def test_changed_extra_names_reissue_leaf_but_keep_ca(project):
     assert ((tls / "ca.crt").read_bytes(), (tls / "ca.key").read_bytes()) == ca_before
     leaf_after = load_certs(tls / "server.crt")[0]
     assert leaf_after.serial_number != leaf_before.serial_number
-    assert "b.example.test" in sans(leaf_after) and "a.example.test" not in sans(
-        leaf_after
-    )
+    assert "b.example.test" in sans(leaf_after) and "a.example.test" not in sans(leaf_after)
     leaf_after.verify_directly_issued_by(load_certs(tls / "ca.crt")[0])
 
 
@@ -322,9 +308,7 @@ def _cert(subject, key, issuer, issuer_key, ca, days=30, start=None):
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
-        )
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -341,13 +325,8 @@ def _pem(obj):
 @pytest.fixture
 def operator_pki(tmp_path):
     """A root CA, an intermediate and a leaf, as an operator would bring them."""
-    keys = {
-        n: ec.generate_private_key(ec.SECP256R1())
-        for n in ("root", "inter", "leaf", "other")
-    }
-    root = _cert(
-        "Operator Root", keys["root"], "Operator Root", keys["root"], ca=True, days=3650
-    )
+    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("root", "inter", "leaf", "other")}
+    root = _cert("Operator Root", keys["root"], "Operator Root", keys["root"], ca=True, days=3650)
     inter = _cert(
         "Operator Intermediate",
         keys["inter"],

@@ -19,9 +19,7 @@ def daemon_json(host):
     return json.loads(host.file("/etc/docker/daemon.json").content_string)
 
 
-@pytest.mark.parametrize(
-    "package", ["docker.io", "python3-docker", "python3-jsondiff", "python3-yaml"]
-)
+@pytest.mark.parametrize("package", ["docker.io", "python3-docker", "python3-jsondiff", "python3-yaml"])
 def test_packages_installed(host, package):
     assert host.package(package).is_installed
 
@@ -29,9 +27,7 @@ def test_packages_installed(host, package):
 def test_engine_version_matches_release(host):
     codename = host.system_info.codename
     server = host.check_output("docker version --format '{{.Server.Version}}'")
-    assert server.startswith(ENGINE_VERSION[codename]), (
-        f"{codename} runs engine {server}"
-    )
+    assert server.startswith(ENGINE_VERSION[codename]), f"{codename} runs engine {server}"
 
 
 def test_service_running_and_enabled(host):
@@ -74,12 +70,8 @@ def test_build_and_run_a_local_image(host):
     workdir = host.check_output("mktemp -d")
     try:
         host.run_expect([0], f"cp /bin/busybox {workdir}/busybox")
-        host.run_expect(
-            [0], f"printf '%s' '{BUSYBOX_DOCKERFILE}' > {workdir}/Dockerfile"
-        )
-        host.run_expect(
-            [0], f"docker build --quiet --tag molecule-busybox:test {workdir}"
-        )
+        host.run_expect([0], f"printf '%s' '{BUSYBOX_DOCKERFILE}' > {workdir}/Dockerfile")
+        host.run_expect([0], f"docker build --quiet --tag molecule-busybox:test {workdir}")
         out = host.check_output(
             "docker run --rm molecule-busybox:test sh -c 'echo hello-from-scratch; grep NoNewPrivs /proc/self/status'"
         )
