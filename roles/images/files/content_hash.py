@@ -29,7 +29,9 @@ def tree_digest(root, *salts):
 
 def main(app_dir, nginx_dir, db_dir, base_id, python, arch):
     app = tree_digest(app_dir, base_id, python, arch)
-    nginx = tree_digest(nginx_dir, app)
+    # nginx copies only the app's static files: other app changes must not restart the edge.
+    static = tree_digest(Path(app_dir) / "loginapp" / "static", base_id)
+    nginx = tree_digest(nginx_dir, static)
     db = tree_digest(db_dir, base_id)
     print(json.dumps({"app": app, "nginx": nginx, "db": db}))
 
