@@ -99,3 +99,36 @@ def test_database_label_on_no_node_fails_in_preflight(run_playbook, tmp_path):
     result = run_playbook("playbooks/preflight.yml", inventory)
     assert result.returncode != 0
     assert "Exactly one host needs swarm_node_labels with loginapp.db" in result.stdout
+
+
+def test_nginx_pinned_to_labelled_edge_nodes(run_playbook, tmp_path):
+    edge = {"swarm_node_labels": {"loginapp.edge": "true"}}
+    managers, workers = ["node1", "node2", "node3"], ["node4"]
+    inventory = write_inventory(
+        tmp_path,
+        managers=managers,
+        workers=workers,
+        host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true", "loginapp.edge": "true"}}, "node4": edge},
+    )
+    dest = tmp_path / "stack.yml"
+    result = run_playbook(
+        "tests/render/stack.yml",
+        inventory,
+        extra_vars={
+            "render_dest": str(dest),
+            "render_cli_version": "28.2.2",
+            "stack_nginx_node_label": "loginapp.edge",
+            "stack_nginx_replicas": 3,
+        },
+    )
+    assert result.returncode == 0, result.stdout
+    nginx = yaml.safe_load(dest.read_text())["services"]["nginx"]
+    assert nginx["deploy"]["placement"]["constraints"] == ["node.labels.loginapp.edge == true"]
+    assert nginx["deploy"]["replicas"] == 2  # only two nodes carry the label
+
+
+def test_edge_label_on_no_node_fails_in_preflight(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, host_vars={"node1": DB_LABEL})
+    result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"stack_nginx_node_label": "loginapp.edge"})
+    assert result.returncode != 0
+    assert "no host has swarm_node_labels" in result.stdout
