@@ -66,8 +66,9 @@ molecule: venv engine tools ## Build the test hosts, then `molecule test` every 
 	  start=$$(date +%s); molecule test -s $$s; \
 	  echo "scenario $$s: $$(( $$(date +%s) - start )) s"; done
 
-bench: venv engine tools ## Print benchmark figures (app server comparison)
-	$(PYTHON) bench/app_bench.py
+bench: venv engine tools ## Print benchmark tables: dev server vs Gunicorn, vs the deployed stack
+	python bench/app_bench.py
+	python bench/stack_bench.py
 
 clean: ## Remove the venv and caches (not the deployed stack)
 	rm -rf $(VENV) .cache build

@@ -1,0 +1,60 @@
+"""The operations helpers themselves: recap parsing, app tree copies, error counting."""
+
+import json
+import ssl
+import subprocess
+import sys
+
+from operations.client import REPO, LoadGenerator, changed_tasks, copy_app_tree, play_recap
+
+RECAP = """
+TASK [Deploy the stack] ****
+changed: [localhost]
+
+TASK [Wait] ****
+ok: [localhost]
+
+PLAY RECAP *********************************************************************
+localhost                  : ok=86   changed=1    unreachable=0    failed=0    skipped=3    rescued=0    ignored=0
+node2                      : ok=10   changed=0    unreachable=1    failed=2    skipped=0    rescued=0    ignored=0
+"""
+
+
+def test_play_recap_and_changed_tasks():
+    assert play_recap(RECAP) == {
+        "localhost": {"ok": 86, "changed": 1, "unreachable": 0, "failed": 0},
+        "node2": {"ok": 10, "changed": 0, "unreachable": 1, "failed": 2},
+    }
+    assert changed_tasks(RECAP) == ["Deploy the stack"]
+
+
+def app_tag(app_dir):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "roles/images/files/content_hash.py"), str(app_dir),
+         str(REPO / "roles/images/files/nginx"), str(REPO / "roles/images/files/db"), "base", "3.11", "x86_64"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)["app"]
+
+
+def test_copied_tree_gets_a_new_tag_and_broken_one_fails_at_start(tmp_path):
+    good = copy_app_tree(tmp_path / "good", "marker one")
+    broken = copy_app_tree(tmp_path / "broken", "marker two", broken=True)
+    tags = {app_tag(REPO / "app"), app_tag(good), app_tag(broken)}
+    assert len(tags) == 3
+    assert "marker one" in (good / "loginapp/templates/base.html").read_text()
+    assert "exit 1" in (broken / "docker-entrypoint.sh").read_text()
+    assert "exit 1" not in (good / "docker-entrypoint.sh").read_text()
+
+
+def test_load_generator_counts_refused_connections():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        load = LoadGenerator("127.0.0.1", ssl.create_default_context(), workers=2, port=port)
+        with load:
+            __import__("time").sleep(0.5)
+    assert load.ok == 0
+    assert load.failed > 0 and set(load.errors) == {"ConnectionRefusedError"}
