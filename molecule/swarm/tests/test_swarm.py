@@ -26,16 +26,12 @@ testinfra_hosts = ["ansible://swarm-m1"]
 
 
 def get_host(name):
-    return testinfra.get_host(
-        f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"]
-    )
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
 
 
 def nodes(host):
     """Hostname -> {'status', 'availability', 'manager'} as `docker node ls` reports it."""
-    out = host.check_output(
-        "docker node ls --format '{{.Hostname}}|{{.Status}}|{{.Availability}}|{{.ManagerStatus}}'"
-    )
+    out = host.check_output("docker node ls --format '{{.Hostname}}|{{.Status}}|{{.Availability}}|{{.ManagerStatus}}'")
     result = {}
     for line in out.splitlines():
         name, status, availability, manager = line.split("|")
@@ -97,11 +93,7 @@ def test_every_node_advertises_its_network_address(name):
 
 @pytest.mark.parametrize("name", MANAGERS + WORKERS)
 def test_labels_exactly_as_declared(m1, name):
-    labels = json.loads(
-        m1.check_output(
-            f"docker node inspect --format '{{{{json .Spec.Labels}}}}' {name}"
-        )
-    )
+    labels = json.loads(m1.check_output(f"docker node inspect --format '{{{{json .Spec.Labels}}}}' {name}"))
     assert labels == DECLARED_LABELS[name]
 
 

@@ -27,18 +27,12 @@ def test_leader_failover_and_rejoin(host):
     try:
         new_leader = wait_for(
             lambda: next(
-                (
-                    name
-                    for name, n in nodes(m2).items()
-                    if n["manager"] == "Leader" and name != "swarm-m1"
-                ),
+                (name for name, n in nodes(m2).items() if n["manager"] == "Leader" and name != "swarm-m1"),
                 None,
             ),
             ELECTION_TIMEOUT,
         )
-        assert new_leader in ("swarm-m2", "swarm-m3"), (
-            f"no new leader within {ELECTION_TIMEOUT}s"
-        )
+        assert new_leader in ("swarm-m2", "swarm-m3"), f"no new leader within {ELECTION_TIMEOUT}s"
         assert nodes(m2)["swarm-m1"]["manager"] == "Unreachable"
     finally:
         m1.run_expect([0], "systemctl start docker.socket docker.service")
