@@ -205,29 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    from loginapp.migrate import upgrade
-    from tests.pgserver import PostgresServer, find_bin
-
     workdir = Path(tempfile.mkdtemp(prefix="loginapp-bench-"))
     pg = None
     procs: list[subprocess.Popen] = []
     try:
-        if find_bin("initdb"):
-            pg = PostgresServer().start()
-            url = pg.create_database("loginapp")
-            backend = "PostgreSQL (self-started)"
-        else:
-            url = f"sqlite:///{workdir}/bench.sqlite3"
-            backend = "SQLite"
-        upgrade(url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")}
-        env.update(
-            LOGINAPP_DATABASE_URL=url,
-            LOGINAPP_SECRET_KEY=secrets.token_urlsafe(48),
-            LOGINAPP_AUTO_MIGRATE="false",
-            LOGINAPP_LOG_LEVEL="WARNING",
-            PYTHONPATH=str(APP_DIR),
-        )
+        pg, url, backend = start_database(workdir)
+        env = app_env(url)
         results: list[Result] = []
         for kind in ("dev", "gunicorn"):
             proc, port = start_server(kind, env, workdir)
@@ -255,6 +238,40 @@ def main(argv: list[str] | None = None) -> int:
             pg.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def start_database(workdir: Path):
+    """A migrated database for the bench: (server or None, URL, description).
+
+    PostgreSQL started here when its binaries exist (as in production), else SQLite.
+    """
+    from loginapp.migrate import upgrade
+    from tests.pgserver import PostgresServer, find_bin
+
+    pg = None
+    if find_bin("initdb"):
+        pg = PostgresServer().start()
+        url = pg.create_database("loginapp")
+        backend = "PostgreSQL (self-started)"
+    else:
+        url = f"sqlite:///{workdir}/bench.sqlite3"
+        backend = "SQLite"
+    upgrade(url)
+    return pg, url, backend
+
+
+def app_env(url: str, **extra: str) -> dict:
+    """The environment the app servers run with: this URL, a throwaway key, nothing inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")}
+    env.update(
+        LOGINAPP_DATABASE_URL=url,
+        LOGINAPP_SECRET_KEY=secrets.token_urlsafe(48),
+        LOGINAPP_AUTO_MIGRATE="false",
+        LOGINAPP_LOG_LEVEL="WARNING",
+        PYTHONPATH=str(APP_DIR),
+        **extra,
+    )
+    return env
 
 
 def print_table(results: list[Result], backend: str, duration: int) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -179,28 +178,10 @@ def rolling_update_loss(target: Target) -> tuple[LoadGenerator, float]:
 
 
 def dev_server_rows(workdir: Path, connections: list[int], duration: int) -> tuple[list[Row], str]:
-    from loginapp.migrate import upgrade
-    from tests.pgserver import PostgresServer, find_bin
-
     pg = proc = None
     try:
-        if find_bin("initdb"):
-            pg = PostgresServer().start()
-            url = pg.create_database("loginapp")
-            backend = "PostgreSQL (self-started)"
-        else:
-            url = f"sqlite:///{workdir}/bench.sqlite3"
-            backend = "SQLite"
-        upgrade(url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")}
-        env.update(
-            LOGINAPP_DATABASE_URL=url,
-            LOGINAPP_SECRET_KEY=secrets.token_urlsafe(48),
-            LOGINAPP_AUTO_MIGRATE="false",
-            LOGINAPP_LOG_LEVEL="WARNING",
-            LOGINAPP_PROXY_HOPS="0",
-            PYTHONPATH=str(app_bench.APP_DIR),
-        )
+        pg, url, backend = app_bench.start_database(workdir)
+        env = app_bench.app_env(url, LOGINAPP_PROXY_HOPS="0")
         proc, port = app_bench.start_server("dev", env, workdir)
         base = f"http://127.0.0.1:{port}"
         ensure_user(base, None)
