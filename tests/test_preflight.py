@@ -1,5 +1,7 @@
 """Bad inputs fail in the preflight stage, with a message naming the culprit."""
 
+import sys
+
 from conftest import write_inventory
 
 
@@ -67,3 +69,11 @@ def test_unreachable_host_stops_site_before_any_change(run_playbook, tmp_path):
     result = run_playbook("site.yml", inventory)
     assert_refused(result, "fatal: [ghost]: UNREACHABLE!")
     assert "docker_engine :" not in result.stdout, "the hosts stage ran despite an unreachable host"
+
+
+def test_example_inventory_passes_preflight(run_playbook):
+    """The inventory the README tells operators to copy is valid (hosts reached locally here)."""
+    local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}
+    result = run_playbook("playbooks/preflight.yml", "inventory/example", extra_vars=local)
+    assert result.returncode == 0, result.stdout
+    assert "manager1                   : ok=" in result.stdout
