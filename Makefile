@@ -25,9 +25,8 @@ $(VENV)/.installed: requirements.txt $(wildcard app/requirements*.txt app/pyproj
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade 'pip>=24'
 	$(VENV)/bin/pip install -q -r requirements.txt
-	if [ -f app/requirements-dev.txt ]; then \
-	  $(VENV)/bin/pip install -q --require-hashes -r app/requirements-dev.txt && \
-	  $(VENV)/bin/pip install -q --no-deps -e app; fi
+	$(VENV)/bin/pip install -q --require-hashes -r app/requirements-dev.txt
+	$(VENV)/bin/pip install -q --no-deps -e app
 	touch $@
 
 deploy: venv ## Run site.yml against INVENTORY (default: this machine)
@@ -57,7 +56,7 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	ruff format --check .
 
 unit: venv tools ## App tests (SQLite + PostgreSQL) and role/template tests
-	if [ -d app/tests ]; then pytest -q app; fi
+	pytest -q app
 	pytest -q tests
 
 molecule: venv engine tools ## Build the test hosts, then `molecule test` every scenario
