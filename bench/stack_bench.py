@@ -108,14 +108,9 @@ end
 
 
 @dataclass
-class Row:
-    server: str
-    scenario: str
-    connections: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
+class Row(app_bench.Result):
+    """app_bench's result, plus completed login round trips per second."""
+
     trips_per_s: float | None = None
 
 
