@@ -24,7 +24,10 @@ case "$(uname -m)" in
     *) arch=x86_64 ;;
 esac
 
+# The uid the deployment runs the app as, from its one definition.
+uid=$(sed -n 's/^loginapp_app_uid: *//p' "$here/../roles/loginapp/defaults/main.yml")
+
 rm -rf "$here/wheelhouse"
 "$here/build-wheelhouse.sh" "$py_version" "$arch" "$here/wheelhouse"
-docker build --build-arg BASE_IMAGE="$base" -t "$tag" "$here"
+docker build --build-arg BASE_IMAGE="$base" --build-arg APP_UID="$uid" -t "$tag" "$here"
 echo "built $tag from $base (CPython $py_version)"

@@ -7,13 +7,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import click
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, db, main, passwords, security
+from . import auth, db, main, migrate, passwords, security
 from .config import ConfigError, load_settings
 
 __all__ = ["ConfigError", "create_app"]
@@ -36,19 +35,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _configure_logging(app)
     if app.config["DATABASE_URL"].startswith("sqlite:///" + app.instance_path):
         os.makedirs(app.instance_path, exist_ok=True)
-    if app.config["AUTO_MIGRATE"]:
-        from .migrate import upgrade
-
-        upgrade(app.config["DATABASE_URL"], app.config.get("DATABASE_PASSWORD"))
 
     db.init_app(app)
     passwords.init_app(app)
     csrf.init_app(app)
     auth.init_app(app)
     security.init_app(app)
+    migrate.init_app(app)
     app.register_blueprint(main.bp)
     _register_errors(app)
-    _register_cli(app)
 
     hops = app.config["PROXY_HOPS"]
     if hops:
@@ -77,13 +72,3 @@ def _register_errors(app: Flask) -> None:
     def http_error(error: HTTPException) -> tuple[str, int]:
         code = error.code or 500
         return render_template("error.html", code=code, message=error.description), code
-
-
-def _register_cli(app: Flask) -> None:
-    @app.cli.command("migrate")
-    def migrate_command() -> None:
-        """Apply database migrations (takes an advisory lock on PostgreSQL)."""
-        from .migrate import upgrade
-
-        upgrade(app.config["DATABASE_URL"], app.config.get("DATABASE_PASSWORD"))
-        click.echo("Database is up to date.")

@@ -186,7 +186,7 @@ def change_password() -> Response | tuple[str, int] | str:
     user.password_hash = passwords().hash(form.new_password.data)
     user.password_changed_at = security.now()
     # Everything signed in with the old password is signed out, this session renewed.
-    security.end_other_sessions(db, user, keep_token=None)
+    security.end_all_sessions(db, user)
     db.commit()
     _establish_session(user)
     audit.info("password changed user_id=%s old_session=%s", user.id, bool(old_token))

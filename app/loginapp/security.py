@@ -106,11 +106,8 @@ def end_session(db: Session, token: str | None) -> None:
         db.execute(delete(UserSession).where(UserSession.token_hash == _token_hash(token)))
 
 
-def end_other_sessions(db: Session, user: User, keep_token: str | None) -> None:
-    query = delete(UserSession).where(UserSession.user_id == user.id)
-    if keep_token:
-        query = query.where(UserSession.token_hash != _token_hash(keep_token))
-    db.execute(query)
+def end_all_sessions(db: Session, user: User) -> None:
+    db.execute(delete(UserSession).where(UserSession.user_id == user.id))
 
 
 # --- throttling ----------------------------------------------------------------
@@ -161,12 +158,6 @@ def record_failure(db: Session, key: str) -> None:
 
 def clear_failures(db: Session, key: str) -> None:
     db.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
-
-
-def prune_throttle(db: Session) -> None:
-    """Drop rows whose window is long over, so random names do not pile up."""
-    cutoff = now() - _window()
-    db.execute(delete(LoginThrottle).where(LoginThrottle.window_start < cutoff))
 
 
 # --- headers -------------------------------------------------------------------

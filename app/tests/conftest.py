@@ -1,12 +1,16 @@
-"""Fixtures: every app test runs on SQLite and on a real, throwaway PostgreSQL."""
+"""Fixtures: every app test runs on SQLite and on a real, throwaway PostgreSQL.
+
+Test modules get their helpers as fixtures from here (``forms``, ``clock``,
+``user``...), never by importing this module or each other.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,18 +18,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from loginapp_kit.html import csrf_token
+from loginapp_kit.pgserver import PostgresServer, find_bin
+from werkzeug.test import TestResponse
 
 from loginapp import create_app
 from loginapp.migrate import upgrade
-
-from .pgserver import PostgresServer, find_bin
 
 # Cheap argon2 parameters keep the suite fast; the production defaults are
 # exercised in test_passwords.py.
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
-                     r'type="hidden" name="csrf_token" value="([^"]+)"')  # fmt: skip
+# A password every policy accepts.
+PASSWORD = "purple elephants dance quietly"
 _db_counter = itertools.count()
 
 
@@ -40,6 +45,54 @@ class Clock:
 
     def advance(self, **kwargs: float) -> None:
         self.now += timedelta(**kwargs)
+
+
+class Forms:
+    """Fills in the app's forms as a browser would: load the page, post with its CSRF token."""
+
+    def csrf_token(self, client: FlaskClient, path: str = "/login") -> str:
+        return csrf_token(client.get(path).get_data(as_text=True))
+
+    def register(
+        self, client: FlaskClient, username: str, password: str, confirm: str | None = None
+    ) -> TestResponse:
+        return client.post(
+            "/register",
+            data={
+                "csrf_token": self.csrf_token(client, "/register"),
+                "username": username,
+                "password": password,
+                "confirm": password if confirm is None else confirm,
+            },
+        )
+
+    def login(
+        self, client: FlaskClient, username: str, password: str, **kwargs: Any
+    ) -> TestResponse:
+        data = {"csrf_token": self.csrf_token(client), "username": username, "password": password}
+        return client.post("/login", data=data, **kwargs)
+
+    def logout(self, client: FlaskClient) -> TestResponse:
+        return client.post("/logout", data={"csrf_token": self.csrf_token(client, "/")})
+
+    def change_password(
+        self, client: FlaskClient, current: str, new: str, confirm: str | None = None
+    ) -> TestResponse:
+        return client.post(
+            "/password",
+            data={
+                "csrf_token": self.csrf_token(client, "/password"),
+                "current_password": current,
+                "new_password": new,
+                "confirm": new if confirm is None else confirm,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password: str
 
 
 @pytest.fixture(autouse=True)
@@ -71,9 +124,23 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def empty_database_url(database_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of each kind without any tables, fresh for every test."""
+    if database_kind == "sqlite":
+        return f"sqlite:///{tmp_path}/empty.sqlite3"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create_database(f"e{next(_db_counter)}")
+
+
+@pytest.fixture
+def database_url(database_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of each kind, fresh for every test."""
-    if request.param == "sqlite":
+    if database_kind == "sqlite":
         path = tmp_path / "loginapp.sqlite3"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
@@ -95,7 +162,6 @@ def make_app(database_url: str, clock: Clock) -> Iterator[Callable[..., Flask]]:
             "TESTING": True,
             "SECRET_KEY": SECRET,
             "DATABASE_URL": database_url,
-            "AUTO_MIGRATE": False,
             "NOW": clock,
             **FAST_ARGON2,
             **overrides,
@@ -119,44 +185,19 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def csrf_token(client: FlaskClient, path: str = "/login") -> str:
-    response = client.get(path)
-    match = CSRF_RE.search(response.get_data(as_text=True))
-    assert match, f"no CSRF token on {path}"
-    return match.group(1) or match.group(2)
-
-
-def register(client: FlaskClient, username: str, password: str, confirm: str | None = None):
-    token = csrf_token(client, "/register")
-    return client.post(
-        "/register",
-        data={
-            "csrf_token": token,
-            "username": username,
-            "password": password,
-            "confirm": password if confirm is None else confirm,
-        },
-    )
-
-
-def login(client: FlaskClient, username: str, password: str, **kwargs: Any):
-    token = csrf_token(client, "/login")
-    return client.post(
-        "/login",
-        data={"csrf_token": token, "username": username, "password": password},
-        **kwargs,
-    )
-
-
-def logout(client: FlaskClient):
-    return client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
-
-
-PASSWORD = "purple elephants dance quietly"
+@pytest.fixture
+def forms() -> Forms:
+    return Forms()
 
 
 @pytest.fixture
-def user(client: FlaskClient) -> tuple[str, str]:
-    response = register(client, "alice", PASSWORD)
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def user(client: FlaskClient, forms: Forms) -> Account:
+    """A registered account (not logged in)."""
+    response = forms.register(client, "alice", PASSWORD)
     assert response.status_code == 302, response.get_data(as_text=True)
-    return "alice", PASSWORD
+    return Account("alice", PASSWORD)

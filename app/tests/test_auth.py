@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from loginapp_kit.html import csrf_token
 from sqlalchemy import select
 
 from loginapp.auth import BAD_CREDENTIALS
 from loginapp.db import get_session
 from loginapp.models import User, UserSession
 
-from .conftest import PASSWORD, Clock, csrf_token, login, logout, register
-
 
 def _text(response) -> str:
     return response.get_data(as_text=True)
+
+
+def _generic(response, username: str) -> str:
+    """The page with what differs between requests anyway: CSRF token and echoed name."""
+    page = _text(response)
+    return page.replace(csrf_token(page), "TOKEN").replace(username, "NAME")
 
 
 def _db_user(app: Flask, username: str) -> User:
@@ -26,13 +33,13 @@ def _db_user(app: Flask, username: str) -> User:
 # --- registration --------------------------------------------------------------
 
 
-def test_register_then_login_shows_dashboard(client: FlaskClient) -> None:
-    response = register(client, "Alice", PASSWORD)
+def test_register_then_login_shows_dashboard(client: FlaskClient, forms, password) -> None:
+    response = forms.register(client, "Alice", password)
     assert response.status_code == 302
     assert response.headers["Location"] == "/login"
     assert "Your account has been created" in _text(client.get("/login"))
 
-    response = login(client, "alice", PASSWORD, follow_redirects=True)
+    response = forms.login(client, "alice", password, follow_redirects=True)
     assert response.status_code == 200
     body = _text(response)
     assert "Hello, alice" in body
@@ -40,14 +47,14 @@ def test_register_then_login_shows_dashboard(client: FlaskClient) -> None:
     assert "This is your first login." in body
 
 
-def test_register_duplicate_username_case_insensitive(client: FlaskClient, user) -> None:
-    response = register(client, "ALICE", "another good passphrase")
+def test_register_duplicate_username_case_insensitive(client: FlaskClient, user, forms) -> None:
+    response = forms.register(client, "ALICE", "another good passphrase")
     assert response.status_code == 400
     assert "This username is already taken." in _text(response)
 
 
 @pytest.mark.parametrize(
-    ("password", "message"),
+    ("weak_password", "message"),
     [
         ("short", "Use at least 8 characters."),
         ("sevench", "Use at least 8 characters."),
@@ -58,57 +65,104 @@ def test_register_duplicate_username_case_insensitive(client: FlaskClient, user)
         ("qwertyuiop", "too common"),
     ],
 )
-def test_register_rejects_weak_passwords(client: FlaskClient, password: str, message: str) -> None:
-    response = register(client, "bob", password)
+def test_register_rejects_weak_passwords(
+    client: FlaskClient, weak_password: str, message: str, forms
+) -> None:
+    response = forms.register(client, "bob", weak_password)
     assert response.status_code == 400
     assert message in _text(response)
     assert _db_user(client.application, "bob") is None
 
 
-def test_password_equal_to_username_rejected(client: FlaskClient) -> None:
-    response = register(client, "longusername", "LongUserName")
+def test_password_equal_to_username_rejected(client: FlaskClient, forms) -> None:
+    response = forms.register(client, "longusername", "LongUserName")
     assert response.status_code == 400
     assert "must not be your username" in _text(response)
 
 
-def test_password_rules_accept_long_unicode_no_composition(client: FlaskClient, app) -> None:
+def test_password_rules_accept_long_unicode_no_composition(
+    client: FlaskClient, app, forms
+) -> None:
     # 128 characters, all lower-case letters and spaces: allowed (no composition rules).
     long_password = ("correct horse battery staple " * 5)[:128]
-    assert register(client, "carol", long_password).status_code == 302
-    assert login(client, "carol", long_password).status_code == 302
-    logout(client)
+    assert forms.register(client, "carol", long_password).status_code == 302
+    assert forms.login(client, "carol", long_password).status_code == 302
+    forms.logout(client)
     # Exactly 8 characters and non-ASCII are fine.
-    assert register(client, "dave", "žluťoučk").status_code == 302
-    assert login(client, "dave", "žluťoučk").status_code == 302
+    assert forms.register(client, "dave", "žluťoučk").status_code == 302
+    assert forms.login(client, "dave", "žluťoučk").status_code == 302
 
 
-def test_no_truncation_of_long_passwords(client: FlaskClient) -> None:
+def test_no_truncation_of_long_passwords(client: FlaskClient, forms) -> None:
     password = "a distinct prefix that is rather long " * 3  # 114 characters
-    assert register(client, "erin", password).status_code == 302
+    assert forms.register(client, "erin", password).status_code == 302
     # Same prefix, different last character: must fail (bcrypt would truncate at 72 bytes).
-    assert login(client, "erin", password[:-1] + "X").status_code == 200
-    assert login(client, "erin", password).status_code == 302
+    assert forms.login(client, "erin", password[:-1] + "X").status_code == 200
+    assert forms.login(client, "erin", password).status_code == 302
 
 
-def test_register_password_mismatch_and_bad_username(client: FlaskClient) -> None:
-    response = register(client, "frank", PASSWORD, confirm=PASSWORD + "x")
+def test_register_password_mismatch_and_bad_username(client: FlaskClient, forms, password) -> None:
+    response = forms.register(client, "frank", password, confirm=password + "x")
     assert "The passwords do not match." in _text(response)
-    response = register(client, "a b", PASSWORD)
+    response = forms.register(client, "a b", password)
     assert response.status_code == 400
     assert "Use 3 to 64 letters" in _text(response)
+
+
+class _Elements(HTMLParser):
+    """Tag and attributes of every element of a page, in document order."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+
+
+def _described_by(page: str) -> dict[str, str | None]:
+    """Visible input's name -> its aria-describedby, checked to name an element of the page."""
+    elements = _Elements(page).elements
+    ids = {attrs["id"] for _, attrs in elements if attrs.get("id")}
+    described = {
+        str(attrs["name"]): attrs.get("aria-describedby")
+        for tag, attrs in elements
+        if tag == "input" and attrs.get("type") != "hidden"
+    }
+    dangling = {name: ref for name, ref in described.items() if ref and ref not in ids}
+    assert dangling == {}, "aria-describedby points at no element"
+    return described
+
+
+def test_aria_describedby_only_where_there_is_help(client: FlaskClient, forms, password) -> None:
+    # Fields with a description point at it; the rest carry no attribute at all.
+    page = _text(client.get("/register"))
+    assert _described_by(page) == {
+        "username": "username-help",
+        "password": "password-help",
+        "confirm": None,
+    }
+    assert "None" not in page
+    assert _described_by(_text(client.get("/login"))) == {"username": None, "password": None}
+    # An error is help too, and marks the field invalid.
+    page = _text(forms.register(client, "frank", password, confirm=password + "x"))
+    assert _described_by(page)["confirm"] == "confirm-help"
+    assert page.count('aria-invalid="true"') == 1  # the confirm field only
 
 
 def test_password_is_stored_as_argon2id(client: FlaskClient, user) -> None:
     stored = _db_user(client.application, "alice").password_hash
     assert stored.startswith("$argon2id$")
-    assert PASSWORD not in stored
+    assert user.password not in stored
 
 
 # --- login and no enumeration ----------------------------------------------------
 
 
 def test_wrong_password_and_unknown_user_look_identical(
-    client: FlaskClient, user, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient, user, monkeypatch: pytest.MonkeyPatch, forms
 ) -> None:
     from loginapp import passwords as pw_module
 
@@ -120,23 +174,16 @@ def test_wrong_password_and_unknown_user_look_identical(
         return original(self, password_hash, password)
 
     monkeypatch.setattr(pw_module.Passwords, "verify", counting_verify)
-    wrong = login(client, "alice", "not the right password")
-    unknown = login(client, "mallory", "not the right password")
+    wrong = forms.login(client, "alice", "not the right password")
+    unknown = forms.login(client, "mallory", "not the right password")
     assert wrong.status_code == unknown.status_code == 200
     assert BAD_CREDENTIALS in _text(wrong)
     # Same page apart from the per-request CSRF token and the echoed username.
-    strip = lambda r: csrf_strip(_text(r)).replace("alice", "X").replace("mallory", "X")  # noqa: E731
-    assert strip(wrong) == strip(unknown)
+    assert _generic(wrong, "alice") == _generic(unknown, "mallory")
     # Both paths run exactly one argon2 verification (the unknown one on a dummy hash).
     assert len(calls) == 2
     assert calls[0] is not None
     assert calls[1] is None
-
-
-def csrf_strip(text: str) -> str:
-    import re
-
-    return re.sub(r'value="[^"]*"', 'value=""', text)
 
 
 def test_unknown_user_verification_costs_a_real_hash(app: Flask) -> None:
@@ -151,30 +198,30 @@ def test_unknown_user_verification_costs_a_real_hash(app: Flask) -> None:
 def test_login_bad_csrf_rejected(client: FlaskClient, user) -> None:
     client.get("/login")
     response = client.post(
-        "/login", data={"csrf_token": "forged", "username": "alice", "password": PASSWORD}
+        "/login", data={"csrf_token": "forged", "username": "alice", "password": user.password}
     )
     assert response.status_code == 400
     assert "The form has expired" in _text(response)
-    response = client.post("/login", data={"username": "alice", "password": PASSWORD})
+    response = client.post("/login", data={"username": "alice", "password": user.password})
     assert response.status_code == 400
     assert client.get("/").status_code == 302
 
 
-def test_register_bad_csrf_rejected(client: FlaskClient) -> None:
+def test_register_bad_csrf_rejected(client: FlaskClient, password) -> None:
     response = client.post(
-        "/register", data={"username": "zed", "password": PASSWORD, "confirm": PASSWORD}
+        "/register", data={"username": "zed", "password": password, "confirm": password}
     )
     assert response.status_code == 400
     assert _db_user(client.application, "zed") is None
 
 
-def test_login_redirects_only_to_local_next(client: FlaskClient, user) -> None:
-    token = csrf_token(client)
-    data = {"csrf_token": token, "username": "alice", "password": PASSWORD}
+def test_login_redirects_only_to_local_next(client: FlaskClient, user, forms) -> None:
+    token = forms.csrf_token(client)
+    data = {"csrf_token": token, "username": "alice", "password": user.password}
     response = client.post("/login?next=//evil.example/x", data=data)
     assert response.headers["Location"] == "/"
-    logout(client)
-    data["csrf_token"] = csrf_token(client)
+    forms.logout(client)
+    data["csrf_token"] = forms.csrf_token(client)
     response = client.post("/login?next=/password", data=data)
     assert response.headers["Location"] == "/password"
 
@@ -186,80 +233,84 @@ def test_dashboard_requires_login(client: FlaskClient) -> None:
     assert client.get("/password").status_code == 302
 
 
-def test_dashboard_shows_previous_login_and_client_ip(client: FlaskClient, user, clock) -> None:
-    login(client, "alice", PASSWORD, headers={"X-Forwarded-For": "203.0.113.7"})
-    logout(client)
+def test_dashboard_shows_previous_login_and_client_ip(
+    client: FlaskClient, user, clock, forms
+) -> None:
+    forms.login(client, "alice", user.password, headers={"X-Forwarded-For": "203.0.113.7"})
+    forms.logout(client)
     clock.advance(hours=1)
-    login(client, "alice", PASSWORD, headers={"X-Forwarded-For": "198.51.100.9"})
+    forms.login(client, "alice", user.password, headers={"X-Forwarded-For": "198.51.100.9"})
     body = _text(client.get("/"))
     assert "198.51.100.9" in body  # this login
     assert "203.0.113.7" in body  # previous login
     assert "2030-01-01 12:00:00 UTC" in body
 
 
-def test_rehash_on_login_when_parameters_change(make_app, client: FlaskClient, user) -> None:
+def test_rehash_on_login_when_parameters_change(
+    make_app, client: FlaskClient, user, forms
+) -> None:
     old_hash = _db_user(client.application, "alice").password_hash
     assert "t=1" in old_hash
     stronger = make_app(ARGON2_TIME_COST=2)
     other = stronger.test_client()
-    assert login(other, "alice", PASSWORD).status_code == 302
+    assert forms.login(other, "alice", user.password).status_code == 302
     new_hash = _db_user(stronger, "alice").password_hash
     assert new_hash != old_hash
     assert "t=2" in new_hash
     # And the new hash still verifies.
-    logout(other)
-    assert login(other, "alice", PASSWORD).status_code == 302
+    forms.logout(other)
+    assert forms.login(other, "alice", user.password).status_code == 302
 
 
 # --- throttling -------------------------------------------------------------------
 
 
-def test_throttling_kicks_in_and_lifts(client: FlaskClient, user, clock: Clock) -> None:
+def test_throttling_kicks_in_and_lifts(client: FlaskClient, user, clock, forms) -> None:
     for _ in range(10):
-        response = login(client, "alice", "wrong password!")
+        response = forms.login(client, "alice", "wrong password!")
         assert BAD_CREDENTIALS in _text(response)
     # Now even the right password is refused until the window has passed.
-    response = login(client, "alice", PASSWORD)
+    response = forms.login(client, "alice", user.password)
     assert response.status_code == 429
     assert "Too many failed attempts" in _text(response)
     assert int(response.headers["Retry-After"]) <= 900
     clock.advance(minutes=10)
-    assert login(client, "alice", PASSWORD).status_code == 429
+    assert forms.login(client, "alice", user.password).status_code == 429
     clock.advance(minutes=5, seconds=1)
-    assert login(client, "alice", PASSWORD).status_code == 302
+    assert forms.login(client, "alice", user.password).status_code == 302
 
 
-def test_success_resets_failure_count(client: FlaskClient, user) -> None:
+def test_success_resets_failure_count(client: FlaskClient, user, forms) -> None:
     for _ in range(9):
-        login(client, "alice", "wrong password!")
-    assert login(client, "alice", PASSWORD).status_code == 302
-    logout(client)
+        forms.login(client, "alice", "wrong password!")
+    assert forms.login(client, "alice", user.password).status_code == 302
+    forms.logout(client)
     for _ in range(9):
-        login(client, "alice", "wrong password!")
-    assert login(client, "alice", PASSWORD).status_code == 302
+        forms.login(client, "alice", "wrong password!")
+    assert forms.login(client, "alice", user.password).status_code == 302
 
 
-def test_throttling_is_shared_between_replicas(make_app, user) -> None:
+def test_throttling_is_shared_between_replicas(make_app, user, forms) -> None:
     # Two app instances on one database stand in for two replicas.
     first, second = make_app().test_client(), make_app().test_client()
     for i in range(10):
-        login(first if i % 2 else second, "alice", "wrong password!")
-    assert login(first, "alice", PASSWORD).status_code == 429
-    assert login(second, "alice", PASSWORD).status_code == 429
+        forms.login(first if i % 2 else second, "alice", "wrong password!")
+    assert forms.login(first, "alice", user.password).status_code == 429
+    assert forms.login(second, "alice", user.password).status_code == 429
 
 
-def test_unknown_user_throttled_the_same_way(client: FlaskClient) -> None:
+def test_unknown_user_throttled_the_same_way(client: FlaskClient, forms) -> None:
     for _ in range(10):
-        login(client, "nobody-here", "wrong password!")
-    response = login(client, "nobody-here", "wrong password!")
+        forms.login(client, "nobody-here", "wrong password!")
+    response = forms.login(client, "nobody-here", "wrong password!")
     assert response.status_code == 429
     assert "Too many failed attempts" in _text(response)
 
 
-def test_throttling_is_per_account(client: FlaskClient, user) -> None:
+def test_throttling_is_per_account(client: FlaskClient, user, forms) -> None:
     for _ in range(10):
-        login(client, "someone-else", "wrong password!")
-    assert login(client, "alice", PASSWORD).status_code == 302
+        forms.login(client, "someone-else", "wrong password!")
+    assert forms.login(client, "alice", user.password).status_code == 302
 
 
 # --- sessions ------------------------------------------------------------------------
@@ -270,14 +321,14 @@ def _cookie(client: FlaskClient) -> str | None:
     return cookie.value if cookie else None
 
 
-def test_session_renewed_on_login(client: FlaskClient, user) -> None:
+def test_session_renewed_on_login(client: FlaskClient, user, forms) -> None:
     client.get("/login")
     with client.session_transaction() as sess:
         sess["planted"] = "by attacker"
         pre_login_csrf = sess.get("csrf_token")
     planted_cookie = _cookie(client)
 
-    assert login(client, "alice", PASSWORD).status_code == 302
+    assert forms.login(client, "alice", user.password).status_code == 302
     with client.session_transaction() as sess:
         assert "planted" not in sess
         assert sess.get("csrf_token") != pre_login_csrf
@@ -289,18 +340,18 @@ def test_session_renewed_on_login(client: FlaskClient, user) -> None:
     assert attacker.get("/").status_code == 302
 
 
-def test_logout_requires_post_and_csrf(client: FlaskClient, user) -> None:
-    login(client, "alice", PASSWORD)
+def test_logout_requires_post_and_csrf(client: FlaskClient, user, forms) -> None:
+    forms.login(client, "alice", user.password)
     assert client.get("/logout").status_code == 405
     response = client.post("/logout", data={"csrf_token": "forged"})
     assert response.status_code == 400
     assert client.get("/").status_code == 200
 
 
-def test_logout_invalidates_session_server_side(client: FlaskClient, user) -> None:
-    login(client, "alice", PASSWORD)
+def test_logout_invalidates_session_server_side(client: FlaskClient, user, forms) -> None:
+    forms.login(client, "alice", user.password)
     stolen = _cookie(client)
-    response = logout(client)
+    response = forms.logout(client)
     assert response.status_code == 302
     assert "You have been logged out." in _text(client.get("/login"))
     assert client.get("/").status_code == 302
@@ -312,8 +363,8 @@ def test_logout_invalidates_session_server_side(client: FlaskClient, user) -> No
         assert get_session().scalars(select(UserSession)).all() == []
 
 
-def test_idle_timeout(client: FlaskClient, user, clock: Clock) -> None:
-    login(client, "alice", PASSWORD)
+def test_idle_timeout(client: FlaskClient, user, clock, forms) -> None:
+    forms.login(client, "alice", user.password)
     clock.advance(minutes=29)
     assert client.get("/").status_code == 200
     clock.advance(minutes=29)  # activity above refreshed the idle timer
@@ -324,11 +375,11 @@ def test_idle_timeout(client: FlaskClient, user, clock: Clock) -> None:
     assert "Your session has expired" in _text(client.get("/login"))
 
 
-def test_absolute_timeout(make_app, clock: Clock) -> None:
+def test_absolute_timeout(make_app, clock, forms, password) -> None:
     app = make_app(SESSION_IDLE_TIMEOUT=1800, SESSION_ABSOLUTE_TIMEOUT=3 * 3600)
     client = app.test_client()
-    register(client, "alice", PASSWORD)
-    login(client, "alice", PASSWORD)
+    forms.register(client, "alice", password)
+    forms.login(client, "alice", password)
     for _ in range(7):  # active every 25 minutes for 2 h 55 min: idle timeout never hits
         clock.advance(minutes=25)
         assert client.get("/").status_code == 200
@@ -341,52 +392,43 @@ def test_absolute_timeout(make_app, clock: Clock) -> None:
 # --- change password ----------------------------------------------------------------
 
 
-def _change(client: FlaskClient, current: str, new: str, confirm: str | None = None):
-    token = csrf_token(client, "/password")
-    return client.post(
-        "/password",
-        data={
-            "csrf_token": token,
-            "current_password": current,
-            "new_password": new,
-            "confirm": new if confirm is None else confirm,
-        },
-    )
-
-
-def test_change_password_flow(make_app, client: FlaskClient, user) -> None:
+def test_change_password_flow(make_app, client: FlaskClient, user, forms) -> None:
     other_device = make_app().test_client()
-    login(other_device, "alice", PASSWORD)
-    login(client, "alice", PASSWORD)
+    forms.login(other_device, "alice", user.password)
+    forms.login(client, "alice", user.password)
     before = _cookie(client)
 
     new = "a completely new passphrase"
-    response = _change(client, PASSWORD, new)
+    response = forms.change_password(client, user.password, new)
     assert response.status_code == 302
     assert "Your password has been changed" in _text(client.get("/"))
     assert _cookie(client) != before  # this session renewed
     assert other_device.get("/").status_code == 302  # the other one signed out
 
-    logout(client)
-    assert BAD_CREDENTIALS in _text(login(client, "alice", PASSWORD))
-    assert login(client, "alice", new).status_code == 302
+    forms.logout(client)
+    assert BAD_CREDENTIALS in _text(forms.login(client, "alice", user.password))
+    assert forms.login(client, "alice", new).status_code == 302
 
 
-def test_change_password_failures(client: FlaskClient, user) -> None:
-    login(client, "alice", PASSWORD)
-    response = _change(client, "wrong current password", "a completely new passphrase")
+def test_change_password_failures(client: FlaskClient, user, forms) -> None:
+    forms.login(client, "alice", user.password)
+    response = forms.change_password(
+        client, "wrong current password", "a completely new passphrase"
+    )
     assert response.status_code == 400
     assert "The current password is not correct." in _text(response)
-    response = _change(client, PASSWORD, "password1")
+    response = forms.change_password(client, user.password, "password1")
     assert "too common" in _text(response)
-    response = _change(client, PASSWORD, "short")
+    response = forms.change_password(client, user.password, "short")
     assert "at least 8" in _text(response)
-    response = _change(client, PASSWORD, "fine new passphrase", confirm="different")
+    response = forms.change_password(
+        client, user.password, "fine new passphrase", confirm="different"
+    )
     assert "do not match" in _text(response)
     response = client.post(
         "/password",
-        data={"current_password": PASSWORD, "new_password": "x" * 20, "confirm": "x" * 20},
+        data={"current_password": user.password, "new_password": "x" * 20, "confirm": "x" * 20},
     )
     assert response.status_code == 400  # no CSRF token
-    logout(client)
-    assert login(client, "alice", PASSWORD).status_code == 302
+    forms.logout(client)
+    assert forms.login(client, "alice", user.password).status_code == 302

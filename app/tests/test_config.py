@@ -2,15 +2,80 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
+from flask import Flask
+from gunicorn.config import KNOWN_SETTINGS
 
 from loginapp import create_app
-from loginapp.config import ConfigError, load_settings
+from loginapp.config import (
+    SPECS,
+    ConfigError,
+    Settings,
+    available_cpus,
+    load_gunicorn_options,
+    load_settings,
+)
 from loginapp.db import database_url
+from loginapp.migrate import alembic_config
 
 KEY = "k" * 48
+README = Path(__file__).resolve().parents[1] / "README.md"
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+# A valid value for every setting that differs from its default, as written in a
+# file (with the trailing newline editors add) and as the app then holds it.
+SAMPLES: dict[str, tuple[str, object]] = {
+    "env": ("production", "production"),
+    "secret_key": ("s" * 40, "s" * 40),
+    "database_url": (
+        "postgresql+psycopg://other@db2/other",
+        "postgresql+psycopg://other@db2/other",
+    ),
+    "database_password": (" pass word ", " pass word "),
+    "database_wait": ("7", 7),
+    "secure_cookies": ("yes", True),
+    "session_idle_timeout": ("600", 600),
+    "session_absolute_timeout": ("7200", 7200),
+    "login_max_failures": ("5", 5),
+    "login_failure_window": ("600", 600),
+    "argon2_time_cost": ("3", 3),
+    "argon2_memory_cost": ("65536", 65536),
+    "argon2_parallelism": ("2", 2),
+    "proxy_hops": ("2", 2),
+    "static_dir": ("/srv/static", "/srv/static"),
+    "log_level": ("debug", "DEBUG"),
+    "listen_address": ("127.0.0.1", "127.0.0.1"),
+    "port": ("9000", 9000),
+    "workers": ("2", 2),  # the default, 2 x CPUs + 1, is at least 3
+    "threads": ("8", 8),
+    "timeout": ("60", 60),
+    "graceful_timeout": ("20", 20),
+    "keepalive": ("2", 2),
+    "max_requests": ("500", 500),
+    "access_log": ("/dev/null", "/dev/null"),
+}
+# What a development deployment needs besides the defaults.
+BASE_ENV = {
+    "LOGINAPP_SECRET_KEY": KEY,
+    "LOGINAPP_DATABASE_URL": "postgresql+psycopg://loginapp@db/loginapp",
+}
+# Flask settings that follow from the table's values instead of being settings of their own.
+DERIVED_FLASK_KEYS = {
+    "SESSION_COOKIE_NAME",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SAMESITE",
+    "SESSION_COOKIE_PATH",
+    "SESSION_COOKIE_DOMAIN",
+    "PERMANENT_SESSION_LIFETIME",
+    "REMEMBER_COOKIE_DURATION",
+    "WTF_CSRF_TIME_LIMIT",
+    "MAX_CONTENT_LENGTH",
+}
 
 
 def test_production_refuses_without_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +150,7 @@ def test_production_defaults_are_secure() -> None:
     assert config["SESSION_COOKIE_NAME"] == "__Host-loginapp"
     assert config["SESSION_COOKIE_HTTPONLY"] is True
     assert config["SESSION_COOKIE_SAMESITE"] == "Lax"
-    assert settings.auto_migrate is False
+    assert settings.database_wait == 60
     assert (settings.argon2_time_cost, settings.argon2_memory_cost) == (2, 19456)
     assert settings.argon2_parallelism == 1
     assert settings.proxy_hops == 1
@@ -104,14 +169,23 @@ def test_secure_cookies_can_be_switched_off_for_local_http() -> None:
 
 
 def test_development_defaults_work_with_nothing_set(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forms, password
 ) -> None:
-    # What `flask --app loginapp run` does: SQLite in the instance folder, schema migrated.
-    monkeypatch.setenv("LOGINAPP_DATABASE_URL", f"sqlite:///{tmp_path}/dev.sqlite3")
+    # What "Run locally" does: `flask --app loginapp db upgrade`, then `flask --app loginapp run`.
+    # Nothing set at all; only the instance folder is moved out of the source tree.
+    instance = tmp_path / "instance"
+    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda _app: str(instance))
     app = create_app()
+    assert app.config["DATABASE_URL"] == f"sqlite:///{instance}/loginapp.sqlite3"
     assert app.config["SESSION_COOKIE_SECURE"] is False
-    assert app.test_client().get("/readyz").status_code == 200
-    assert app.test_client().get("/register").status_code == 200
+    assert app.config["DATABASE_WAIT"] == 0
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"Database schema upgraded from base to {HEAD}.\n"
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    assert forms.register(client, "devuser", password).status_code == 302
+    assert forms.login(client, "devuser", password).status_code == 302
 
 
 @pytest.mark.parametrize(
@@ -130,3 +204,96 @@ def test_development_defaults_work_with_nothing_set(
 def test_invalid_settings_rejected(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+# --- the table -----------------------------------------------------------------------
+
+
+def test_samples_cover_every_setting() -> None:
+    assert set(SAMPLES) == {f.name for f in fields(Settings)}
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(Settings)])
+def test_every_setting_can_come_from_a_file(name: str, tmp_path: Path) -> None:
+    raw, expected = SAMPLES[name]
+    variable = "LOGINAPP_" + name.upper()
+    (tmp_path / "value").write_text(raw + "\n")
+    env = {k: v for k, v in BASE_ENV.items() if k != variable}
+    default = getattr(load_settings(env), name)
+    settings = load_settings({**env, variable + "_FILE": str(tmp_path / "value")})
+    assert getattr(settings, name) == expected
+    assert expected != default
+    # The same value given directly reads the same.
+    assert getattr(load_settings({**env, variable: raw}), name) == expected
+
+
+def test_flask_config_comes_from_the_table() -> None:
+    settings = load_settings({**BASE_ENV, "LOGINAPP_DATABASE_PASSWORD": "pw"})
+    config = settings.flask_config()
+    table = {spec.flask: name for name, spec in SPECS.items() if spec.flask}
+    assert set(config) == set(table) | DERIVED_FLASK_KEYS
+    for key, name in table.items():
+        assert config[key] == getattr(settings, name), key
+
+
+def test_gunicorn_options_come_from_the_table() -> None:
+    env = {f"LOGINAPP_{name.upper()}": raw for name, (raw, _) in SAMPLES.items()}
+    settings = load_settings(env)
+    options = settings.gunicorn_options()
+    table = {name: spec.gunicorn for name, spec in SPECS.items() if spec.gunicorn}
+    assert set(options) == set(table.values()) | {"max_requests_jitter"}
+    assert set(options) <= {setting.name for setting in KNOWN_SETTINGS}
+    for name, option in table.items():
+        if option != "bind":
+            assert options[option] == getattr(settings, name), option
+    assert options["bind"] == ["127.0.0.1:9000"]
+    assert options["max_requests_jitter"] == 50
+    # The master reads the same table, but only its part of it.
+    assert load_gunicorn_options(env) == options
+
+
+def test_gunicorn_defaults() -> None:
+    assert load_gunicorn_options({}) == {
+        "bind": ["0.0.0.0:8000"],
+        "workers": 2 * available_cpus() + 1,
+        "threads": 4,
+        "timeout": 30,
+        "graceful_timeout": 25,
+        "keepalive": 5,
+        "max_requests": 10000,
+        "max_requests_jitter": 1000,
+        "accesslog": "-",
+        "loglevel": "INFO",
+    }
+
+
+def test_gunicorn_options_need_no_secret_key() -> None:
+    # Gunicorn's master runs no app code; the workers' create_app reports the missing key.
+    production = {"LOGINAPP_ENV": "production", "LOGINAPP_LISTEN_ADDRESS": "::"}
+    with pytest.raises(ConfigError, match="without a secret key"):
+        load_settings(production)
+    assert load_gunicorn_options(production)["bind"] == ["[::]:8000"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOGINAPP_PORT": "0"}, "LOGINAPP_PORT must be at least 1."),
+        ({"LOGINAPP_PORT": "65536"}, "LOGINAPP_PORT must be at most 65535."),
+        ({"LOGINAPP_WORKERS": "many"}, "LOGINAPP_WORKERS must be an integer, not 'many'."),
+        (
+            {"LOGINAPP_LOG_LEVEL": "loud"},
+            "LOGINAPP_LOG_LEVEL must be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL', "
+            "not 'loud'.",
+        ),
+    ],
+)
+def test_invalid_gunicorn_settings_rejected(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_gunicorn_options(env)
+    assert str(error.value) == message
+
+
+def test_readme_documents_exactly_the_table() -> None:
+    documented = re.findall(r"^\| `LOGINAPP_([A-Z0-9_]+)` \|", README.read_text(), re.MULTILINE)
+    assert sorted(documented) == sorted(name.upper() for name in SPECS)

@@ -1,15 +1,24 @@
-"""Worker sizing in gunicorn.conf.py from cgroup limits and CPU affinity."""
+"""gunicorn.conf.py: Gunicorn's settings from the table in loginapp.config.
+
+Worker sizing from cgroup limits and CPU affinity, LOGINAPP_PORT/WORKERS (also
+as *_FILE) reaching Gunicorn itself, and a bad value ending it with one line.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from loginapp.config import _cgroup_cpu_limit, available_cpus
+
 CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
 def load_conf() -> ModuleType:
@@ -21,35 +30,115 @@ def load_conf() -> ModuleType:
     return module
 
 
+def run_gunicorn(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Gunicorn with the app's config file, printing its resolved settings and exiting."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")},
+        # --print-config loads the app too; keep its database out of the source tree.
+        "LOGINAPP_DATABASE_URL": f"sqlite:///{tmp_path}/print-config.sqlite3",
+        **env,
+    }
+    command = [str(GUNICORN), "--config", str(CONF), "--print-config", "loginapp:create_app()"]
+    return subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def printed(stdout: str, option: str) -> str:
+    """The value Gunicorn's --print-config shows for an option."""
+    values = [
+        line.split("=", 1)[1].strip()
+        for line in stdout.splitlines()
+        if line.split("=", 1)[0].strip() == option
+    ]
+    assert len(values) == 1, stdout
+    return values[0]
+
+
 def test_cgroup_v2_quota(tmp_path: Path) -> None:
-    conf = load_conf()
     (tmp_path / "cpu.max").write_text("150000 100000\n")
-    assert conf._cgroup_cpu_limit(tmp_path) == 1.5
-    assert conf.available_cpus(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    assert _cgroup_cpu_limit(tmp_path) == 1.5
+    assert available_cpus(tmp_path) == min(2, len(os.sched_getaffinity(0)))
     (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert conf._cgroup_cpu_limit(tmp_path) is None
-    assert conf.available_cpus(tmp_path) == len(os.sched_getaffinity(0))
+    assert _cgroup_cpu_limit(tmp_path) is None
+    assert available_cpus(tmp_path) == len(os.sched_getaffinity(0))
 
 
 def test_cgroup_v1_quota(tmp_path: Path) -> None:
-    conf = load_conf()
     (tmp_path / "cpu").mkdir()
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert conf._cgroup_cpu_limit(tmp_path) == 0.5
-    assert conf.available_cpus(tmp_path) == 1  # never fewer than one
+    assert _cgroup_cpu_limit(tmp_path) == 0.5
+    assert available_cpus(tmp_path) == 1  # never fewer than one
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
-    assert conf._cgroup_cpu_limit(tmp_path) is None
+    assert _cgroup_cpu_limit(tmp_path) is None
 
 
-def test_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults() -> None:
     conf = load_conf()
-    assert conf.workers == 2 * conf.available_cpus() + 1
-    assert conf.bind == "0.0.0.0:8000"
+    assert conf.workers == 2 * available_cpus() + 1
+    assert conf.bind == ["0.0.0.0:8000"]
     assert conf.worker_tmp_dir in {"/dev/shm", "/tmp"}
     assert conf.graceful_timeout < 30
+    assert conf.max_requests_jitter == conf.max_requests // 10
+
+
+def test_port_and_workers_from_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOGINAPP_WORKERS", "7")
-    monkeypatch.setenv("LOGINAPP_BIND", "127.0.0.1:9000")
+    monkeypatch.setenv("LOGINAPP_PORT", "9000")
+    monkeypatch.setenv("LOGINAPP_LISTEN_ADDRESS", "127.0.0.1")
     conf = load_conf()
     assert conf.workers == 7
-    assert conf.bind == "127.0.0.1:9000"
+    assert conf.bind == ["127.0.0.1:9000"]
+
+
+def test_port_and_workers_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "workers").write_text("3\n")
+    (tmp_path / "port").write_text("9001\n")
+    monkeypatch.setenv("LOGINAPP_WORKERS_FILE", str(tmp_path / "workers"))
+    monkeypatch.setenv("LOGINAPP_PORT_FILE", str(tmp_path / "port"))
+    conf = load_conf()
+    assert conf.workers == 3
+    assert conf.bind == ["0.0.0.0:9001"]
+
+
+def test_bad_value_exits_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGINAPP_PORT", "http")
+    with pytest.raises(SystemExit) as exit_info:
+        load_conf()
+    assert exit_info.value.code == "loginapp: LOGINAPP_PORT must be an integer, not 'http'."
+
+
+def test_gunicorn_reads_port_and_workers(tmp_path: Path) -> None:
+    (tmp_path / "port").write_text("9123\n")
+    result = run_gunicorn(
+        {"LOGINAPP_PORT_FILE": str(tmp_path / "port"), "LOGINAPP_WORKERS": "6"}, tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert printed(result.stdout, "bind") == "['0.0.0.0:9123']"
+    assert printed(result.stdout, "workers") == "6"
+    assert printed(result.stdout, "worker_class") == "gthread"
+
+
+MISSING = "/nonexistent/port"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOGINAPP_WORKERS": "many"}, "LOGINAPP_WORKERS must be an integer, not 'many'."),
+        ({"LOGINAPP_PORT": "70000"}, "LOGINAPP_PORT must be at most 65535."),
+        (
+            {"LOGINAPP_PORT_FILE": MISSING},
+            f"LOGINAPP_PORT_FILE names {MISSING!r}, which cannot be read: "
+            f"[Errno 2] No such file or directory: {MISSING!r}",
+        ),
+    ],
+)
+def test_gunicorn_fails_clearly_on_a_bad_value(
+    env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    result = run_gunicorn(env, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == f"loginapp: {message}\n"
+    assert result.stdout == ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -18,8 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from .pgserver import PostgresServer, find_bin, free_port
+import yaml
+from loginapp_kit import REPO
+from loginapp_kit.html import csrf_token
+from loginapp_kit.pgserver import PostgresServer, find_bin, free_port
 
 IMAGE = os.environ.get("LOGINAPP_IMAGE")
 pytestmark = [
@@ -60,9 +61,7 @@ class Browser:
 
     def csrf(self, path: str) -> str:
         _, text = self.request("GET", path)
-        match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', text)
-        assert match
-        return match.group(1)
+        return csrf_token(text)
 
 
 @pytest.fixture
@@ -88,7 +87,7 @@ def container() -> Iterator[int]:
             "-e", "LOGINAPP_SECRET_KEY_FILE=/run/secrets/secret_key",
             "-e", f"LOGINAPP_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:{server.port}/loginapp",
             "-e", "LOGINAPP_DATABASE_PASSWORD_FILE=/run/secrets/db_password",
-            "-e", f"LOGINAPP_BIND=127.0.0.1:{port}",
+            "-e", "LOGINAPP_LISTEN_ADDRESS=127.0.0.1", "-e", f"LOGINAPP_PORT={port}",
             "-e", "LOGINAPP_WORKERS=2",
             IMAGE,
         ],
@@ -143,13 +142,16 @@ def test_image_serves_and_logs_in(container: int) -> None:
     assert response.status == 200
 
 
-def test_image_runs_as_unprivileged_user() -> None:
-    fmt = "{{.Config.User}} {{json .Config.Healthcheck}}"
+def test_image_runs_as_unprivileged_user_and_leaves_the_port_to_the_deployment() -> None:
+    # No EXPOSE and no HEALTHCHECK: both would repeat a port that LOGINAPP_PORT sets.
+    fmt = "{{.Config.User}} {{json .Config.ExposedPorts}} {{json .Config.Healthcheck}}"
     result = subprocess.run(
         ["docker", "image", "inspect", "-f", fmt, IMAGE],
         check=True,
         capture_output=True,
         text=True,
     )
-    assert result.stdout.startswith("10001:10001")
-    assert "/healthz" in result.stdout
+    uid = yaml.safe_load((REPO / "roles/loginapp/defaults/main.yml").read_text())[
+        "loginapp_app_uid"
+    ]
+    assert result.stdout == f"{uid}:{uid} null null\n"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from flask.testing import FlaskClient
-
-from .conftest import PASSWORD, login
+from loginapp_kit.pgserver import free_port
 
 
 def test_security_headers(client: FlaskClient) -> None:
@@ -52,7 +51,7 @@ def test_secure_cookie_flags(make_app) -> None:
     assert "Domain" not in cookie
 
 
-def test_proxy_fix_uses_one_trusted_hop(client: FlaskClient, user) -> None:
+def test_proxy_fix_uses_one_trusted_hop(client: FlaskClient, user, forms) -> None:
     # A client-supplied X-Forwarded-For is prepended; only the proxy's last entry counts.
     headers = {
         "X-Forwarded-For": "6.6.6.6, 192.0.2.44",
@@ -60,7 +59,7 @@ def test_proxy_fix_uses_one_trusted_hop(client: FlaskClient, user) -> None:
         # Over HTTPS Flask-WTF also insists on a same-origin Referer.
         "Referer": "https://localhost/login",
     }
-    assert login(client, "alice", PASSWORD, headers=headers).status_code == 302
+    assert forms.login(client, "alice", user.password, headers=headers).status_code == 302
     body = client.get("/", headers=headers).get_data(as_text=True)
     assert "192.0.2.44" in body
     assert "6.6.6.6" not in body
@@ -87,9 +86,9 @@ def test_proxy_fix_scheme_and_host(app) -> None:
     assert seen == {"scheme": "https", "host": "login.example", "ip": "192.0.2.1"}
 
 
-def test_https_post_without_same_origin_referer_rejected(client: FlaskClient, user) -> None:
+def test_https_post_without_same_origin_referer_rejected(client: FlaskClient, user, forms) -> None:
     headers = {"X-Forwarded-Proto": "https", "Referer": "https://evil.example/"}
-    assert login(client, "alice", PASSWORD, headers=headers).status_code == 400
+    assert forms.login(client, "alice", user.password, headers=headers).status_code == 400
 
 
 def test_healthz(client: FlaskClient) -> None:
@@ -105,8 +104,6 @@ def test_readyz_ok(client: FlaskClient) -> None:
 
 
 def test_readyz_and_healthz_when_database_down(make_app, tmp_path) -> None:
-    from tests.pgserver import free_port
-
     for url in (
         f"sqlite:///{tmp_path}/missing-dir/db.sqlite3",
         f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
