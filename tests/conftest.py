@@ -1,51 +1,47 @@
-"""Shared helpers for tests that run the project's playbooks on this machine."""
-
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""Fixtures of the tests that run the project's playbooks on this machine, without Docker."""
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-
-
-def write_inventory(directory, managers=("node1",), workers=(), host_vars=None):
-    """An inventory of local-connection hosts, so no SSH is needed."""
-    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    host_vars = host_vars or {}
-
-    def hosts(names):
-        return {name: {**local, **host_vars.get(name, {})} for name in names}
-
-    inventory = {
-        "all": {
-            "vars": {"ansible_become": False},
-            "children": {"managers": {"hosts": hosts(managers)}, "workers": {"hosts": hosts(workers)}},
-        }
-    }
-    path = Path(directory) / "hosts.yml"
-    path.write_text(json.dumps(inventory))
-    return path
+import yaml
+from loginapp_kit.playbook import run_playbook as kit_run_playbook
+from loginapp_kit.playbook import write_inventory
 
 
 @pytest.fixture
 def run_playbook(tmp_path):
-    """Run a playbook of the repository; returns the CompletedProcess (output in .stdout)."""
+    """The kit's runner, with this test's own fact cache."""
 
-    def run(playbook, inventory, *extra_args, extra_vars=None):
-        env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FACT_CACHING_CONNECTION": str(tmp_path / "facts"),
-        }
-        command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook), *extra_args]
-        if extra_vars is not None:
-            command += ["-e", json.dumps(extra_vars)]
-        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    def run(playbook, inventory, *args, extra_vars=None, **kwargs):
+        return kit_run_playbook(playbook, inventory, extra_vars, *args, facts_dir=tmp_path / "facts", **kwargs)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def render_templates():
+    """``render_templates(directory, inventory=None, **variables)``: the stack role's templates rendered.
+
+    Runs tests/render/templates.yml; returns (run, stack file as a dict,
+    nginx.conf text), the last two None when the run failed. Without an
+    inventory, one local node labelled for the database.
+    """
+
+    def render(directory, inventory=None, **extra_vars):
+        directory.mkdir(parents=True, exist_ok=True)
+        if inventory is None:
+            db_label = {"swarm_node_labels": {"loginapp.db": "true"}}
+            inventory = write_inventory(directory, host_vars={"node1": db_label})
+        run = kit_run_playbook(
+            "tests/render/templates.yml", inventory, {"render_dir": str(directory), **extra_vars},
+            facts_dir=directory / "facts",
+        )  # fmt: skip
+        if not run.ok:
+            return run, None, None
+        return run, yaml.safe_load((directory / "stack.yml").read_text()), (directory / "nginx.conf").read_text()
+
+    return render
+
+
+@pytest.fixture
+def render(render_templates, tmp_path):
+    """``render(inventory=None, **variables)`` into this test's own directory."""
+    return lambda inventory=None, **extra_vars: render_templates(tmp_path / "rendered", inventory, **extra_vars)

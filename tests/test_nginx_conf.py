@@ -1,9 +1,10 @@
 """roles/stack/templates/nginx.conf.j2, rendered by Ansible and run by the real nginx.
 
-The template is rendered twice from roles/stack/defaults/main/nginx.yml:
-as shipped (for content checks) and with container paths/ports pointed at a
-temp dir (for `nginx -t` and a live nginx on free ports in front of a tiny
-Python upstream that echoes the request headers).
+The template is rendered twice with the role's defaults and the shared
+settings (tests/render/templates.yml): as shipped (for content checks) and
+with container paths/ports pointed at a temp dir (for `nginx -t` and a live
+nginx on free ports in front of a tiny Python upstream that echoes the
+request headers).
 """
 
 import datetime as dt
@@ -16,55 +17,25 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from loginapp_kit import REPO
 
-REPO = Path(__file__).resolve().parent.parent
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-DEFAULTS = REPO / "roles" / "stack" / "defaults" / "main" / "nginx.yml"
-TEMPLATE = REPO / "roles" / "stack" / "templates" / "nginx.conf.j2"
 
 pytestmark = pytest.mark.skipif(
     not Path(NGINX).exists(),
     reason="nginx is not installed (apt-get install nginx-light)",
 )
-
-RENDER_PLAYBOOK = """
-- name: Render nginx.conf as shipped
-  hosts: localhost
-  gather_facts: false
-  vars_files:
-    - {defaults}
-  tasks:
-    - name: Render with the role defaults
-      ansible.builtin.template:
-        src: {template}
-        dest: {out}/default.conf
-        mode: "0644"
-
-- name: Render nginx.conf for this machine
-  hosts: localhost
-  gather_facts: false
-  vars_files:
-    - {defaults}
-    - {overrides}
-  tasks:
-    - name: Render with test paths and ports
-      ansible.builtin.template:
-        src: {template}
-        dest: {out}/test.conf
-        mode: "0644"
-"""
 
 
 def free_port():
@@ -130,89 +101,33 @@ class EchoUpstream(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def rendered(tmp_path_factory, render_templates):
+    """nginx.conf as shipped, and pointed at a temp dir and free ports for a live nginx."""
     work = tmp_path_factory.mktemp("nginx")
-    for sub in ("tls", "static", "tmp", "out", "acme"):
+    for sub in ("tls", "static", "tmp"):
         (work / sub).mkdir()
     make_pki(work / "tls")
     (work / "static" / "app.css").write_text("body { color: #123456; }\n" * 100)
     ports = {"http": free_port(), "https": free_port(), "upstream": free_port()}
-    overrides = {
-        "stack_nginx_http_port": ports["http"],
-        "stack_nginx_https_port": ports["https"],
-        "stack_nginx_cert_path": str(work / "tls" / "server.crt"),
-        "stack_nginx_key_path": str(work / "tls" / "server.key"),
-        "stack_nginx_pid_path": str(work / "tmp" / "nginx.pid"),
-        "stack_nginx_temp_dir": str(work / "tmp"),
-        "stack_nginx_static_root": str(work / "static") + "/",
-        "stack_nginx_access_log": str(work / "access.log"),
-        "stack_nginx_worker_processes": 1,
-        "stack_nginx_resolver": "127.0.0.1",
-        "stack_app_service": "127.0.0.1",
-        "stack_app_port": ports["upstream"],
-    }
-    (work / "overrides.json").write_text(json.dumps(overrides))
-    playbook = work / "render.yml"
-    playbook.write_text(
-        RENDER_PLAYBOOK.format(
-            defaults=DEFAULTS,
-            template=TEMPLATE,
-            out=work / "out",
-            overrides=work / "overrides.json",
-        )
+    shipped, _, default_conf = render_templates(work / "shipped")
+    assert shipped.ok, shipped.output
+    local, _, _ = render_templates(
+        work / "local",
+        stack_nginx_http_port=ports["http"],
+        stack_nginx_https_port=ports["https"],
+        stack_nginx_cert_path=str(work / "tls" / "server.crt"),
+        stack_nginx_key_path=str(work / "tls" / "server.key"),
+        stack_nginx_pid_path=str(work / "tmp" / "nginx.pid"),
+        stack_nginx_temp_dir=str(work / "tmp"),
+        stack_nginx_static_root=str(work / "static") + "/",
+        stack_nginx_access_log=str(work / "access.log"),
+        stack_nginx_worker_processes="1",
+        stack_nginx_resolver="127.0.0.1",
+        stack_app_service="127.0.0.1",
+        loginapp_app_port=ports["upstream"],
     )
-    (work / "ansible.cfg").write_text("[defaults]\ninterpreter_python = auto_silent\nretry_files_enabled = false\n")
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(work / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    proc = subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ],
-        cwd=work,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {
-        "work": work,
-        "ports": ports,
-        "default": (work / "out" / "default.conf").read_text(),
-        "test": work / "out" / "test.conf",
-    }
-
-
-def test_stack_argument_specs_cover_the_nginx_knobs():
-    """Every nginx knob is typed in the stack role's argument specs, with the same default."""
-    import yaml
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
-    meta = REPO / "roles" / "stack" / "meta"
-    fragment = meta / "nginx_argument_specs.fragment.yml"
-    if fragment.exists():
-        spec = yaml.safe_load(fragment.read_text())
-    else:  # the fragment has been merged into the role's argument specs
-        spec = yaml.safe_load((meta / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
-    defaults = yaml.safe_load(DEFAULTS.read_text())
-    spec = {k: v for k, v in spec.items() if k in defaults}
-    assert set(spec) == set(defaults), "nginx knobs missing from the argument specs"
-    assert {k: v.get("default") for k, v in spec.items()} == defaults
-    assert all(v["description"] for v in spec.values())
-    checks = {k: {kk: vv for kk, vv in v.items() if kk != "description"} for k, v in spec.items()}
-    assert ArgumentSpecValidator(checks).validate(defaults).error_messages == []
-    assert ArgumentSpecValidator(checks).validate({"stack_nginx_https_port": "https"}).error_messages
+    assert local.ok, local.output
+    return {"work": work, "ports": ports, "default": default_conf, "test": work / "local" / "nginx.conf"}
 
 
 def directives(conf, name):
@@ -266,7 +181,7 @@ def test_shipped_config_tls_policy(rendered):
     assert directives(conf, "server_tokens") == ["off"]
     ciphers = directives(conf, "ssl_ciphers")[0].split(":")
     assert ciphers[0] == "ECDHE-ECDSA-AES128-GCM-SHA256"
-    assert all("GCM" in c or "CHACHA20" in c for c in ciphers)
+    assert all(c.endswith(("-GCM-SHA256", "-GCM-SHA384", "-CHACHA20-POLY1305")) for c in ciphers), ciphers
     hsts = [h for h in directives(conf, "add_header") if h.startswith("Strict-Transport-Security")]
     assert hsts and all(h == 'Strict-Transport-Security "max-age=63072000" always' for h in hsts)
 
@@ -275,7 +190,8 @@ def test_shipped_config_routing(rendered):
     conf = rendered["default"]
     assert "return 301 https://$host$request_uri;" in conf
     assert directives(conf, "resolver") == ["127.0.0.11 valid=10s ipv6=off"]
-    assert directives(conf, "set") == ["$app_upstream http://app:8000"]
+    port = yaml.safe_load((REPO / "roles/loginapp/defaults/main.yml").read_text())["loginapp_app_port"]
+    assert directives(conf, "set") == [f"$app_upstream http://app:{port}"]
     assert set(directives(conf, "proxy_pass")) == {"$app_upstream"}
     assert directives(conf, "proxy_set_header").count("X-Forwarded-For $remote_addr") == 1
     assert directives(conf, "proxy_next_upstream") == ["error timeout http_502 http_503"]
@@ -290,43 +206,11 @@ def test_shipped_config_routing(rendered):
     assert directives(conf, "limit_req_zone") == ["$login_limit_key zone=login:10m rate=10r/m"]
 
 
-def test_hsts_subdomains_is_a_knob(tmp_path):
-    out = tmp_path / "conf"
-    playbook = tmp_path / "p.yml"
-    playbook.write_text(f"""
-- name: Render
-  hosts: localhost
-  gather_facts: false
-  vars_files: [{DEFAULTS}]
-  tasks:
-    - name: Render
-      ansible.builtin.template:
-        src: {TEMPLATE}
-        dest: {out}
-        mode: "0644"
-      vars:
-        stack_nginx_hsts_include_subdomains: true
-        stack_nginx_hsts_max_age: 31536000
-        stack_nginx_acme_root: /srv/acme
-""")
-    proc = subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_hsts_subdomains_and_acme_root_are_knobs(render):
+    result, _, conf = render(
+        stack_nginx_hsts_include_subdomains=True, stack_nginx_hsts_max_age=31536000, stack_nginx_acme_root="/srv/acme"
     )
-    assert proc.returncode == 0, proc.stdout
-    conf = out.read_text()
+    assert result.ok, result.output
     assert 'Strict-Transport-Security "max-age=31536000; includeSubDomains" always' in conf
     assert re.search(r"acme-challenge/ \{\s*root /srv/acme;", conf)
 

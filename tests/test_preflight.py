@@ -2,7 +2,7 @@
 
 import sys
 
-from conftest import write_inventory
+from loginapp_kit.playbook import write_inventory
 
 
 def assert_refused(result, *fragments):
@@ -15,7 +15,7 @@ def assert_refused(result, *fragments):
 def test_valid_inputs_pass(run_playbook, tmp_path):
     inventory = write_inventory(tmp_path, host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}})
     result = run_playbook("playbooks/preflight.yml", inventory)
-    assert result.returncode == 0, result.stdout
+    assert result.ok, result.output
 
 
 def test_misspelled_variable_is_named(run_playbook, tmp_path):
@@ -53,7 +53,7 @@ def test_even_number_of_managers_warns(run_playbook, tmp_path):
         tmp_path, managers=("node1", "node2"), host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}}
     )
     result = run_playbook("playbooks/preflight.yml", inventory)
-    assert result.returncode == 0, result.stdout
+    assert result.ok, result.output
     assert "2 managers tolerate no more failures than 1" in result.stdout
 
 
@@ -75,5 +75,5 @@ def test_example_inventory_passes_preflight(run_playbook):
     """The inventory the README tells operators to copy is valid (hosts reached locally here)."""
     local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}
     result = run_playbook("playbooks/preflight.yml", "inventory/example", extra_vars=local)
-    assert result.returncode == 0, result.stdout
+    assert result.ok, result.output
     assert "manager1                   : ok=" in result.stdout

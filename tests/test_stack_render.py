@@ -1,28 +1,24 @@
 """The stack file renders for one node and for many; bad sizes are refused before anything changes."""
 
+import re
+
 import pytest
-import yaml
-from conftest import write_inventory
+from loginapp_kit.deployment import settings
+from loginapp_kit.playbook import write_inventory
 
 DB_LABEL = {"swarm_node_labels": {"loginapp.db": "true"}}
 
 
-def render(run_playbook, tmp_path, nodes=1, cli_version="28.2.2", extra_vars=None):
+def cluster(tmp_path, nodes):
+    """Inventory of ``nodes`` hosts: up to three managers, the rest workers, node1 labelled for the database."""
     managers = [f"node{i}" for i in range(1, min(nodes, 3) + 1)]
     workers = [f"node{i}" for i in range(4, nodes + 1)]
-    inventory = write_inventory(tmp_path, managers=managers, workers=workers, host_vars={"node1": DB_LABEL})
-    dest = tmp_path / "stack.yml"
-    result = run_playbook(
-        "tests/render/stack.yml",
-        inventory,
-        extra_vars={"render_dest": str(dest), "render_cli_version": cli_version, **(extra_vars or {})},
-    )
-    return result, (yaml.safe_load(dest.read_text()) if result.returncode == 0 else None)
+    return write_inventory(tmp_path, managers=managers, workers=workers, host_vars={"node1": DB_LABEL})
 
 
-def test_one_node_caps_nginx_at_one_replica(run_playbook, tmp_path):
-    result, stack = render(run_playbook, tmp_path, nodes=1)
-    assert result.returncode == 0, result.stdout
+def test_one_node_caps_nginx_at_one_replica(render):
+    result, stack, _ = render()
+    assert result.ok, result.output
     nginx = stack["services"]["nginx"]
     assert nginx["deploy"]["replicas"] == 1
     assert nginx["deploy"]["placement"]["max_replicas_per_node"] == 1
@@ -30,15 +26,15 @@ def test_one_node_caps_nginx_at_one_replica(run_playbook, tmp_path):
     assert {(p["published"], p["target"]) for p in nginx["ports"]} == {(80, 8080), (443, 8443)}
 
 
-def test_many_nodes_get_the_requested_replicas(run_playbook, tmp_path):
-    result, stack = render(run_playbook, tmp_path, nodes=5, extra_vars={"stack_app_replicas": 4})
-    assert result.returncode == 0, result.stdout
+def test_many_nodes_get_the_requested_replicas(render, tmp_path):
+    result, stack, _ = render(cluster(tmp_path, 5), stack_app_replicas=4)
+    assert result.ok, result.output
     assert stack["services"]["nginx"]["deploy"]["replicas"] == 2
     assert stack["services"]["app"]["deploy"]["replicas"] == 4
 
 
-def test_every_service_is_limited_read_only_and_capless(run_playbook, tmp_path):
-    _, stack = render(run_playbook, tmp_path)
+def test_every_service_is_limited_read_only_and_capless(render):
+    _, stack, _ = render()
     for name, service in stack["services"].items():
         resources = service["deploy"]["resources"]
         assert {"cpus", "memory"} <= set(resources["limits"]), name
@@ -49,8 +45,8 @@ def test_every_service_is_limited_read_only_and_capless(run_playbook, tmp_path):
         assert ":" in service["image"] and not service["image"].endswith(":latest"), name
 
 
-def test_app_shape(run_playbook, tmp_path):
-    _, stack = render(run_playbook, tmp_path)
+def test_app_shape(render):
+    _, stack, _ = render()
     app = stack["services"]["app"]
     assert app["deploy"]["endpoint_mode"] == "dnsrr"
     assert app["deploy"]["update_config"]["order"] == "start-first"
@@ -63,14 +59,14 @@ def test_app_shape(run_playbook, tmp_path):
     assert stack["secrets"]["secret_key"] == {"external": True, "name": "loginapp_secret_key_v1"}
 
 
-def test_old_cli_gets_no_pids_limit(run_playbook, tmp_path):
-    result, stack = render(run_playbook, tmp_path, cli_version="20.10.24+dfsg1")
-    assert result.returncode == 0, result.stdout
+def test_old_cli_gets_no_pids_limit(render):
+    result, stack, _ = render(render_cli_version="20.10.24+dfsg1")
+    assert result.ok, result.output
     assert "pids" not in stack["services"]["app"]["deploy"]["resources"]["limits"]
 
 
-def test_db_is_pinned_with_a_volume(run_playbook, tmp_path):
-    _, stack = render(run_playbook, tmp_path)
+def test_db_is_pinned_with_a_volume(render):
+    _, stack, _ = render()
     db = stack["services"]["db"]
     assert db["deploy"]["placement"]["constraints"] == ["node.labels.loginapp.db == true"]
     assert {"type": "volume", "source": "db-data", "target": "/var/lib/postgresql/data"} in db["volumes"]
@@ -101,28 +97,17 @@ def test_database_label_on_no_node_fails_in_preflight(run_playbook, tmp_path):
     assert "Exactly one host needs swarm_node_labels with loginapp.db" in result.stdout
 
 
-def test_nginx_pinned_to_labelled_edge_nodes(run_playbook, tmp_path):
+def test_nginx_pinned_to_labelled_edge_nodes(render, tmp_path):
     edge = {"swarm_node_labels": {"loginapp.edge": "true"}}
-    managers, workers = ["node1", "node2", "node3"], ["node4"]
     inventory = write_inventory(
         tmp_path,
-        managers=managers,
-        workers=workers,
+        managers=["node1", "node2", "node3"],
+        workers=["node4"],
         host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true", "loginapp.edge": "true"}}, "node4": edge},
     )
-    dest = tmp_path / "stack.yml"
-    result = run_playbook(
-        "tests/render/stack.yml",
-        inventory,
-        extra_vars={
-            "render_dest": str(dest),
-            "render_cli_version": "28.2.2",
-            "stack_nginx_node_label": "loginapp.edge",
-            "stack_nginx_replicas": 3,
-        },
-    )
-    assert result.returncode == 0, result.stdout
-    nginx = yaml.safe_load(dest.read_text())["services"]["nginx"]
+    result, stack, _ = render(inventory, stack_nginx_node_label="loginapp.edge", stack_nginx_replicas=3)
+    assert result.ok, result.output
+    nginx = stack["services"]["nginx"]
     assert nginx["deploy"]["placement"]["constraints"] == ["node.labels.loginapp.edge == true"]
     assert nginx["deploy"]["replicas"] == 2  # only two nodes carry the label
 
@@ -132,3 +117,32 @@ def test_edge_label_on_no_node_fails_in_preflight(run_playbook, tmp_path):
     result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"stack_nginx_node_label": "loginapp.edge"})
     assert result.returncode != 0
     assert "no host has swarm_node_labels" in result.stdout
+
+
+def test_shared_settings_are_one_edit_each(render, run_playbook, tmp_path):
+    """Stack name, app port and node groups are set once (roles/loginapp) and reach every place that uses them."""
+    inventory = write_inventory(
+        tmp_path,
+        managers=["lead1", "lead2", "lead3"],
+        workers=["crew1"],
+        host_vars={"lead2": DB_LABEL},
+        groups=("leaders", "crew"),
+        group_vars={"loginapp_managers_group": "leaders", "loginapp_workers_group": "crew"},
+    )
+    result, stack, nginx_conf = render(inventory, loginapp_stack_name="shop", loginapp_app_port=9000)
+    assert result.ok, result.output
+
+    app = stack["services"]["app"]
+    assert app["environment"]["LOGINAPP_PORT"] == "9000"
+    assert "http://127.0.0.1:9000/readyz" in " ".join(app["healthcheck"]["test"])
+    assert re.findall(r"http://app:(\d+)", nginx_conf) == ["9000"]
+    names = [ref["name"] for ref in [*stack["secrets"].values(), *stack["configs"].values()]]
+    assert names and all(name.startswith("shop_") for name in names), names
+    # Three edges possible on four nodes of the renamed groups: the default two nginx replicas fit.
+    assert stack["services"]["nginx"]["deploy"]["replicas"] == 2
+
+    assert run_playbook("playbooks/preflight.yml", inventory).ok
+    resolved = settings(str(inventory))
+    assert resolved["loginapp_managers"] == ["lead1", "lead2", "lead3"]
+    assert resolved["loginapp_first_manager"] == "lead1"
+    assert resolved["loginapp_db_hosts"] == ["lead2"]

@@ -1,14 +1,12 @@
 """The tls role, run for real on this machine (controller = target = localhost).
 
-Each run is an `ansible-playbook` subprocess with the JSON callback, so the
-recap (stats), task results and the facts the stack role consumes can be read
-without scraping text.
+Each run is an `ansible-playbook` subprocess (the kit's runner) with the JSON
+callback, so the recap (stats), task results and the facts the stack role
+consumes can be read without scraping text.
 """
 
 import datetime as dt
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,9 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-REPO = Path(__file__).resolve().parent.parent
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+from loginapp_kit.playbook import run_playbook
 
 PLAYBOOK = """
 - name: Apply the tls role
@@ -38,13 +34,12 @@ PLAYBOOK = """
 
 
 class Run:
-    def __init__(self, proc):
-        self.rc = proc.returncode
-        self.output = proc.stdout + proc.stderr
-        try:
-            self.data = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            self.data = {}
+    """A run of the role through the kit's runner, its JSON result document read."""
+
+    def __init__(self, run):
+        self.rc = run.returncode
+        self.output = run.output
+        self.data = run.json() if run.stdout.strip() else {}
 
     @property
     def stats(self):
@@ -62,21 +57,13 @@ class Run:
 
 
 def make_project(tmp_path):
-    """Inventory (two edge hosts, local connection) and a clean ansible.cfg."""
+    """Inventory of two edge hosts (local connection)."""
     (tmp_path / "inventory").mkdir()
     py = sys.executable
     (tmp_path / "inventory" / "hosts.ini").write_text(
         f"[edge]\n"
         f"edge1 ansible_connection=local ansible_host=10.9.8.7 ansible_python_interpreter={py}\n"
         f"edge2 ansible_connection=local ansible_python_interpreter={py}\n"
-    )
-    (tmp_path / "ansible.cfg").write_text(
-        "[defaults]\n"
-        f"roles_path = {REPO / 'roles'}\n"
-        "stdout_callback = ansible.builtin.json\n"
-        "interpreter_python = auto_silent\n"
-        "retry_files_enabled = false\n"
-        "gathering = implicit\n"
     )
     return tmp_path
 
@@ -86,33 +73,16 @@ def project(tmp_path):
     return make_project(tmp_path)
 
 
-def run(project, extra=None, gather=False):
+def run(project, extra=None, gather=False, env=None, state=True):
+    """The role on the project's hosts; its state (outputs, and tls/ unless overridden) under the project."""
     playbook = project / "play.yml"
     playbook.write_text(PLAYBOOK.format(gather=str(gather).lower()))
-    extra_file = project / "extra.json"
-    extra_file.write_text(json.dumps({"tls_dir": str(project / "tls"), **(extra or {})}))
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    proc = subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            str(project / "inventory" / "hosts.ini"),
-            str(playbook),
-            "-e",
-            f"@{extra_file}",
-        ],
-        cwd=project,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return Run(proc)
+    extra_vars = {"loginapp_state_dir": str(project / "state"), "tls_dir": str(project / "tls")} if state else {}
+    result = run_playbook(
+        playbook, project / "inventory" / "hosts.ini", {**extra_vars, **(extra or {})},
+        facts_dir=project / "facts", json_output=True, env=env,
+    )  # fmt: skip
+    return Run(result)
 
 
 def load_certs(path):
@@ -208,31 +178,13 @@ def test_selfsigned_sets_facts_for_stack_role(selfsigned):
 
 
 def test_default_tls_dir_is_per_inventory_under_home(project):
-    (project / "play.yml").write_text(PLAYBOOK.format(gather="false"))
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
-        "HOME": str(project / "home"),
-    }
-    proc = subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            str(project / "inventory" / "hosts.ini"),
-            str(project / "play.yml"),
-        ],
-        cwd=project,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    result = Run(proc)
+    result = run(project, env={"HOME": str(project / "home")}, state=False)
     assert result.rc == 0, result.output
-    expected = project / "home" / ".local" / "share" / "loginapp" / "inventory" / "tls"
-    assert result.facts()["tls_server_cert_path"] == str(expected / "server.crt")
-    assert len(load_certs(expected / "server.crt")) == 2
+    state = project / "home" / ".local" / "share" / "loginapp" / "inventory"
+    assert result.facts()["tls_server_cert_path"] == str(state / "tls" / "server.crt")
+    assert len(load_certs(state / "tls" / "server.crt")) == 2
+    # The outputs later stages read when they run alone.
+    assert json.loads((state / "outputs" / "tls.json").read_text()) == result.facts()
 
 
 def test_changed_extra_names_reissue_leaf_but_keep_ca(project):

@@ -2,7 +2,8 @@
 """Print {"app": ..., "nginx": ..., "db": ...} image tags: hashes of what goes into each image.
 
 An unchanged tree gives unchanged tags, so nothing is rebuilt or redeployed.
-Usage: content_hash.py APP_DIR NGINX_DIR DB_DIR BASE_ID PYTHON ARCH
+Usage: content_hash.py APP_DIR NGINX_DIR DB_DIR BASE_ID PYTHON ARCH UIDS
+(UIDS: JSON {"app": ..., "nginx": ..., "db": ...}, the users the images are built for)
 """
 
 import hashlib
@@ -27,12 +28,13 @@ def tree_digest(root, *salts):
     return digest.hexdigest()[:16]
 
 
-def main(app_dir, nginx_dir, db_dir, base_id, python, arch):
-    app = tree_digest(app_dir, base_id, python, arch)
+def main(app_dir, nginx_dir, db_dir, base_id, python, arch, uids):
+    uids = {name: str(uid) for name, uid in json.loads(uids).items()}
+    app = tree_digest(app_dir, base_id, python, arch, uids["app"])
     # nginx copies only the app's static files: other app changes must not restart the edge.
     static = tree_digest(Path(app_dir) / "loginapp" / "static", base_id)
-    nginx = tree_digest(nginx_dir, static)
-    db = tree_digest(db_dir, base_id)
+    nginx = tree_digest(nginx_dir, static, uids["nginx"])
+    db = tree_digest(db_dir, base_id, uids["db"])
     print(json.dumps({"app": app, "nginx": nginx, "db": db}))
 
 

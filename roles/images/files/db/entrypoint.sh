@@ -3,7 +3,8 @@
 # everywhere), then run the server in the foreground.
 set -eu
 bin=$(echo /usr/lib/postgresql/*/bin)
-: "${POSTGRES_USER:=loginapp}" "${POSTGRES_DB:=loginapp}"
+# The stack file names them (loginapp_db_user, loginapp_db_name).
+: "${POSTGRES_USER:?}" "${POSTGRES_DB:?}"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     "$bin/initdb" --pgdata="$PGDATA" --username=postgres --auth=scram-sha-256 \

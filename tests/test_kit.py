@@ -1,11 +1,17 @@
-"""The operations helpers themselves: recap parsing, app tree copies, error counting."""
+"""The test kit itself: recap parsing, HTML forms, load counting, app tree copies."""
 
 import json
+import socket
 import ssl
 import subprocess
 import sys
+import time
 
-from operations.client import REPO, LoadGenerator, changed_tasks, copy_app_tree, play_recap
+import pytest
+from loginapp_kit import REPO, html
+from loginapp_kit.apptree import copy_app_tree
+from loginapp_kit.load import LoadGenerator
+from loginapp_kit.playbook import changed_tasks, play_recap
 
 RECAP = """
 TASK [Deploy the stack] ****
@@ -19,6 +25,12 @@ localhost                  : ok=86   changed=1    unreachable=0    failed=0    s
 node2                      : ok=10   changed=0    unreachable=1    failed=2    skipped=0    rescued=0    ignored=0
 """
 
+PAGE = """<header><form method="post" action="/logout"><input type="hidden" name="csrf_token" value="t-logout">
+<button>Log out</button></form></header>
+<main><form method="post" action="/login" novalidate>
+<input id="csrf_token" name="csrf_token" type="hidden" value="t-login">
+<input id="username" name="username" type="text" value=""></form></main>"""
+
 
 def test_play_recap_and_changed_tasks():
     assert play_recap(RECAP) == {
@@ -28,10 +40,20 @@ def test_play_recap_and_changed_tasks():
     assert changed_tasks(RECAP) == ["Deploy the stack"]
 
 
+def test_forms_and_csrf_tokens():
+    assert [f.action for f in html.forms(PAGE)] == ["/logout", "/login"]
+    assert html.csrf_token(PAGE) == "t-login"  # the last form: the page's own
+    assert html.csrf_token(PAGE, "/logout") == "t-logout"
+    assert html.form(PAGE, "/login").fields == {"csrf_token": "t-login", "username": ""}
+    with pytest.raises(AssertionError, match="no form posting to /register"):
+        html.form(PAGE, "/register")
+
+
 def app_tag(app_dir):
+    uids = json.dumps({"app": 10001, "nginx": 33, "db": 999})
     out = subprocess.run(
         [sys.executable, str(REPO / "roles/images/files/content_hash.py"), str(app_dir),
-         str(REPO / "roles/images/files/nginx"), str(REPO / "roles/images/files/db"), "base", "3.11", "x86_64"],
+         str(REPO / "roles/images/files/nginx"), str(REPO / "roles/images/files/db"), "base", "3.11", "x86_64", uids],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return json.loads(out)["app"]
@@ -48,13 +70,12 @@ def test_copied_tree_gets_a_new_tag_and_broken_one_fails_at_start(tmp_path):
 
 
 def test_load_generator_counts_refused_connections():
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
         load = LoadGenerator("127.0.0.1", ssl.create_default_context(), workers=2, port=port)
         with load:
-            __import__("time").sleep(0.5)
+            time.sleep(0.5)
     assert load.ok == 0
-    assert load.failed > 0 and set(load.errors) == {"ConnectionRefusedError"}
+    assert load.failed > 0
+    assert set(load.errors) == {"ConnectionRefusedError"}
