@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from loginapp_kit import REPO
 from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -23,7 +24,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 ARTIFACTS = REPO / "build" / "artifacts"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
@@ -73,31 +73,31 @@ def launch(playwright, home: Path):
 
 
 @pytest.fixture(scope="module")
-def browser(playwright, site, tmp_path_factory):
+def browser(playwright, target, tmp_path_factory):
     """A Chromium whose only extra trust anchor is the project's CA."""
-    context = launch(playwright, make_home(tmp_path_factory.mktemp("home-ca"), site.ca_cert))
+    context = launch(playwright, make_home(tmp_path_factory.mktemp("home-ca"), target.ca_cert))
     context.set_default_timeout(30_000)
     yield context
     context.close()
 
 
-def test_browser_refuses_the_site_without_the_ca(playwright, site, tmp_path):
+def test_browser_refuses_the_site_without_the_ca(playwright, target, tmp_path):
     context = launch(playwright, make_home(tmp_path, ca_cert=None))
     try:
         page = context.new_page()
         with pytest.raises(Exception, match="ERR_CERT_AUTHORITY_INVALID"):
-            page.goto(f"{site.https_url}/login")
+            page.goto(f"{target.base_url}/login")
     finally:
         context.close()
 
 
-def test_register_login_dashboard_logout(browser, site, credentials):
+def test_register_login_dashboard_logout(browser, target, credentials):
     username, password = credentials
     page = browser.new_page()
 
     # Plain HTTP lands on HTTPS; the dashboard needs a login first.
-    page.goto(site.http_url + "/")
-    assert page.url == f"{site.https_url}/login?next=/"
+    page.goto(f"http://{target.host}/")
+    assert page.url == f"{target.base_url}/login?next=/"
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
 
     page.get_by_role("link", name="Register").first.click()
@@ -106,17 +106,17 @@ def test_register_login_dashboard_logout(browser, site, credentials):
     page.get_by_label("Repeat password").fill(password)
     page.get_by_role("button", name="Register").click()
     expect(page.get_by_role("status")).to_contain_text("Your account has been created")
-    assert page.url == f"{site.https_url}/login"
+    assert page.url == f"{target.base_url}/login"
 
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name=f"Hello, {username}")).to_be_visible()
-    assert page.url == f"{site.https_url}/"
+    assert page.url == f"{target.base_url}/"
     facts = page.locator("dl.facts")
     expect(facts).to_contain_text(username)
     # The address the host saw: the controller's on the Docker bridge.
-    expect(facts.locator("code").first).to_have_text(site.controller_ip)
+    expect(facts.locator("code").first).to_have_text(target.controller_address())
     expect(facts).to_contain_text("This is your first login.")
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -124,8 +124,8 @@ def test_register_login_dashboard_logout(browser, site, credentials):
 
     page.locator("main").get_by_role("button", name="Log out").click()
     expect(page.get_by_role("status")).to_contain_text("You have been logged out.")
-    page.goto(site.https_url + "/")
-    assert page.url.startswith(f"{site.https_url}/login")
+    page.goto(target.base_url + "/")
+    assert page.url.startswith(f"{target.base_url}/login")
 
     # A wrong password gets the same message as an unknown user.
     page.get_by_label("Username").fill(username)

@@ -60,9 +60,10 @@ def test_deployer_in_docker_group(host):
 
 
 def test_deployer_can_use_docker_without_sudo(host):
+    server = host.check_output("docker info --format '{{.ServerVersion}}'")
     with host.sudo("deployer"):
-        out = host.check_output("docker info --format '{{.ServerVersion}}'")
-    assert out
+        as_deployer = host.check_output("docker info --format '{{.ServerVersion}}'")
+    assert as_deployer == server
 
 
 def test_build_and_run_a_local_image(host):

@@ -1,104 +1,48 @@
 """The swarm as its users see it: membership, roles, addresses, labels.
 
-Cluster-wide facts are read on swarm-m1. The failover test, which moves
-leadership away from swarm-m1, lives in test_swarm_failover.py so that it
-runs after this file.
+Cluster-wide facts are read on the first manager. Every test starts from
+the whole cluster (``full_strength`` waits, bounded, for it), so it does not
+matter whether a fault test ran before.
 """
 
 import json
-import os
-import time
 
 import pytest
-import testinfra
-
-MANAGERS = ["swarm-m1", "swarm-m2", "swarm-m3"]
-WORKERS = ["swarm-w1"]
-DECLARED_LABELS = {
-    "swarm-m1": {"loginapp.db": "true"},
-    "swarm-m2": {},
-    "swarm-m3": {},
-    "swarm-w1": {"role": "worker-test"},
-}
-
-# Every test here is cluster-wide: run it once, from swarm-m1's point of view.
-testinfra_hosts = ["ansible://swarm-m1"]
+from loginapp_kit.cluster import nodes
 
 
-def get_host(name):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
-
-
-def nodes(host):
-    """Hostname -> {'status', 'availability', 'manager'} as `docker node ls` reports it."""
-    out = host.check_output("docker node ls --format '{{.Hostname}}|{{.Status}}|{{.Availability}}|{{.ManagerStatus}}'")
-    result = {}
-    for line in out.splitlines():
-        name, status, availability, manager = line.split("|")
-        result[name] = {
-            "status": status,
-            "availability": availability,
-            "manager": manager,
-        }
-    return result
-
-
-def wait_for(predicate, timeout, interval=2):
-    """Poll predicate until truthy or timeout; errors (no leader yet) count as falsy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except AssertionError:  # check_output on a manager without quorum
-            value = None
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-@pytest.fixture(scope="module")
-def m1(host):
-    return host
-
-
-def test_all_nodes_ready_and_active(m1):
-    listed = nodes(m1)
-    assert sorted(listed) == sorted(MANAGERS + WORKERS)
+def test_all_nodes_ready_and_active(full_strength, node_names):
+    listed = nodes(full_strength)
+    assert sorted(listed) == sorted(node_names)
     assert {n["status"] for n in listed.values()} == {"Ready"}
     assert {n["availability"] for n in listed.values()} == {"Active"}
 
 
-def test_three_managers_one_worker(m1):
-    listed = nodes(m1)
-    assert {name for name, n in listed.items() if n["manager"]} == set(MANAGERS)
-    assert {listed[name]["manager"] for name in MANAGERS} <= {"Leader", "Reachable"}
-    assert listed["swarm-w1"]["manager"] == ""
+def test_managers_and_workers_as_in_the_inventory(full_strength):
+    listed = nodes(full_strength)
+    managers, workers = full_strength.settings["loginapp_managers"], full_strength.settings["loginapp_workers"]
+    assert {name for name, n in listed.items() if n["manager"]} == set(managers)
+    assert sorted(listed[name]["manager"] for name in managers) == ["Leader", "Reachable", "Reachable"]
+    assert all(listed[name]["manager"] == "" for name in workers)
 
 
-def test_first_manager_initialised_and_leads(m1):
-    assert nodes(m1)["swarm-m1"]["manager"] == "Leader"
+def test_every_node_advertises_its_network_address(full_strength, node_names):
+    managers = full_strength.settings["loginapp_managers"]
+    for name in node_names:
+        info = json.loads(full_strength.docker("info", "--format", "{{json .Swarm}}", node=name))
+        assert info["LocalNodeState"] == "active", name
+        # The address on the scenario network, so the others can reach it (not 127.0.0.1 or docker0).
+        assert info["NodeAddr"] == full_strength.node_address(name), name
+        assert info["ControlAvailable"] is (name in managers), name
 
 
-@pytest.mark.parametrize("name", MANAGERS + WORKERS)
-def test_every_node_advertises_its_network_address(name):
-    node = get_host(name)
-    info = json.loads(node.check_output("docker info --format '{{json .Swarm}}'"))
-    assert info["LocalNodeState"] == "active"
-    # The advertised address is the host's address on the scenario network,
-    # so the others can reach it (not 127.0.0.1 or the inner docker0).
-    addr = node.check_output("ip -4 -o addr show eth0").split()[3].split("/")[0]
-    assert info["NodeAddr"] == addr
-    assert info["ControlAvailable"] is (name in MANAGERS)
+def test_labels_exactly_as_declared(full_strength, node_names, inventory_vars):
+    for name in node_names:
+        labels = json.loads(full_strength.docker("node", "inspect", "--format", "{{json .Spec.Labels}}", name))
+        assert labels == inventory_vars(name).get("swarm_node_labels", {}), name
 
 
-@pytest.mark.parametrize("name", MANAGERS + WORKERS)
-def test_labels_exactly_as_declared(m1, name):
-    labels = json.loads(m1.check_output(f"docker node inspect --format '{{{{json .Spec.Labels}}}}' {name}"))
-    assert labels == DECLARED_LABELS[name]
-
-
-def test_worker_cannot_manage(m1):
-    worker = get_host("swarm-w1")
-    result = worker.run("docker node ls")
-    assert result.rc != 0
-    assert "not a swarm manager" in result.stderr
+def test_worker_cannot_manage(full_strength):
+    worker = full_strength.settings["loginapp_workers"][0]
+    with pytest.raises(RuntimeError, match="not a swarm manager"):
+        full_strength.docker("node", "ls", node=worker)
