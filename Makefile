@@ -14,25 +14,25 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Debian packages the tests use (the project installs them; nothing by hand).
 TEST_PACKAGES := nginx-light chromium libnss3-tools wrk debootstrap
 
-.PHONY: help venv deploy engine tools test lint unit molecule bench teardown clean
+.PHONY: help venv deploy engine tools test lint docs unit molecule bench teardown clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## Create .venv with the pinned controller tools and the app
 
-$(VENV)/.installed: requirements.txt $(wildcard app/requirements*.txt app/pyproject.toml)
+$(VENV)/.installed: requirements.txt $(wildcard app/requirements*.txt app/pyproject.toml tests/kit/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade 'pip>=24'
 	$(VENV)/bin/pip install -q -r requirements.txt
 	$(VENV)/bin/pip install -q --require-hashes -r app/requirements-dev.txt
-	$(VENV)/bin/pip install -q --no-deps -e app
+	$(VENV)/bin/pip install -q --no-deps -e app -e tests/kit
 	touch $@
 
 deploy: venv ## Run site.yml against INVENTORY (default: this machine)
 	ansible-playbook -i $(INVENTORY) site.yml
 
-teardown: venv ## Remove the stack (keeps data; add ARGS='-e teardown_remove_data=true')
+teardown: venv ## Remove the stack (keeps data; add ARGS='-e stack_teardown_remove_data=true')
 	ansible-playbook -i $(INVENTORY) playbooks/teardown.yml $(ARGS)
 
 engine: venv ## Install and start Docker on this machine (the hosts stage)
@@ -49,11 +49,21 @@ tools: ## Install the Debian packages the tests need
 
 test: lint unit molecule ## Everything CI runs: lint, unit tests, Molecule scenarios
 
-lint: venv ## yamllint, ansible-lint (production profile), ruff
+lint: venv ## yamllint, ansible-lint (production profile), ruff, role READMEs current
 	yamllint --strict .
 	ansible-lint
 	ruff check .
 	ruff format --check .
+	@# Each role's README is generated from its argument specs: a stale one fails here.
+	for role in roles/*/; do \
+	  copy=$$(mktemp -d); cp -r $$role $$copy/; name=$$(basename $$role); \
+	  aar-doc $$copy/$$name markdown >/dev/null; \
+	  diff -u $$role/README.md $$copy/$$name/README.md || { echo "$$role/README.md is stale: run make docs"; exit 1; }; \
+	  rm -rf $$copy; \
+	done
+
+docs: venv ## Regenerate the roles' READMEs from their meta/argument_specs.yml (aar-doc)
+	for role in roles/*/; do aar-doc $$role markdown; done
 
 unit: venv tools ## App tests (SQLite + PostgreSQL) and role/template tests
 	pytest -q app
