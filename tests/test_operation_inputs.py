@@ -8,10 +8,10 @@ from loginapp_kit.playbook import write_inventory
 def refused(result, *fragments):
     assert result.returncode != 0, result.output
     for fragment in fragments:
-        assert fragment in result.output, result.output
+        assert result.says(fragment), result.output
     # Nothing past the input checks ran.
     for task in ("Restore the dump", "Dump the database", "Remove the stack and wait"):
-        assert task not in result.output, result.output
+        assert not result.says(task), result.output
 
 
 def db_inventory(tmp_path):

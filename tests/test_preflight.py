@@ -6,10 +6,9 @@ from loginapp_kit.playbook import write_inventory
 
 
 def assert_refused(result, *fragments):
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
+    assert result.returncode != 0, result.output
     for fragment in fragments:
-        assert fragment in output, output
+        assert result.says(fragment), result.output
 
 
 def test_valid_inputs_pass(run_playbook, tmp_path):
@@ -54,7 +53,7 @@ def test_even_number_of_managers_warns(run_playbook, tmp_path):
     )
     result = run_playbook("playbooks/preflight.yml", inventory)
     assert result.ok, result.output
-    assert "2 managers tolerate no more failures than 1" in result.stdout
+    assert result.says("2 managers tolerate no more failures than 1"), result.output
 
 
 def test_unreachable_host_stops_site_before_any_change(run_playbook, tmp_path):

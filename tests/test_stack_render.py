@@ -87,14 +87,14 @@ def test_bad_inputs_fail_in_preflight(run_playbook, tmp_path, extra_vars, messag
     inventory = write_inventory(tmp_path, host_vars={"node1": DB_LABEL})
     result = run_playbook("playbooks/preflight.yml", inventory, extra_vars=extra_vars)
     assert result.returncode != 0
-    assert message in result.stdout + result.stderr, result.stdout
+    assert result.says(message), result.output
 
 
 def test_database_label_on_no_node_fails_in_preflight(run_playbook, tmp_path):
     inventory = write_inventory(tmp_path, managers=("node1", "node2", "node3"))
     result = run_playbook("playbooks/preflight.yml", inventory)
     assert result.returncode != 0
-    assert "Exactly one host needs swarm_node_labels with loginapp.db" in result.stdout
+    assert result.says("Exactly one host needs swarm_node_labels with loginapp.db"), result.output
 
 
 def test_nginx_pinned_to_labelled_edge_nodes(render, tmp_path):
@@ -116,7 +116,7 @@ def test_edge_label_on_no_node_fails_in_preflight(run_playbook, tmp_path):
     inventory = write_inventory(tmp_path, host_vars={"node1": DB_LABEL})
     result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"stack_nginx_node_label": "loginapp.edge"})
     assert result.returncode != 0
-    assert "no host has swarm_node_labels" in result.stdout
+    assert result.says("no host has swarm_node_labels"), result.output
 
 
 def test_shared_settings_are_one_edit_each(render, run_playbook, tmp_path):

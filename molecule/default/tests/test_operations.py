@@ -83,7 +83,7 @@ def test_backup_survives_loss_of_stack_and_volume(target, workdir):
     restore = target.run_playbook("playbooks/restore.yml", log=workdir / "restore.log", stack_restore_file=str(dump))
     assert restore.ok, restore.tail()
     # The YAML callback folds long messages: match on whitespace-normalised output.
-    report = re.search(r"Restored \S+ into \S+ on \S+: (\d+) users", " ".join(restore.stdout.split()))
+    report = re.search(r"Restored \S+ into \S+ on \S+: (\d+) users", " ".join(restore.output.split()))
     assert report, restore.tail()
     assert int(report.group(1)) >= len(users)
 
@@ -101,8 +101,8 @@ def test_restore_refuses_a_damaged_dump(target, workdir):
     (workdir / "damaged.dump.sha256").write_text((dump.parent / (dump.name + ".sha256")).read_text())
     run = target.run_playbook("playbooks/restore.yml", stack_restore_file=str(damaged))
     assert not run.ok
-    assert "Checksum mismatch" in run.stdout
-    assert "Restore the dump" not in run.stdout
+    assert run.says(f"Checksum mismatch for {damaged}"), run.tail()
+    assert not run.says("Restore the dump"), run.tail()
 
 
 def test_rolling_update_loses_no_request(target, workdir):
@@ -128,7 +128,7 @@ def test_broken_version_is_rolled_back_without_downtime(target, workdir):
         run = site(target, workdir, "broken", images_app_dir=str(tree))
     print(load.summary())
     assert not run.ok, "site.yml should fail when Swarm rolls the update back"
-    assert "was rolled back" in run.stdout, run.tail()
+    assert run.says("was rolled back"), run.tail()
     assert target.service_image("app") == before
     assert target.running_images("app") == {before}
     assert load.ok > 0

@@ -44,6 +44,10 @@ class PlaybookRun:
     def changed_tasks(self) -> list[str]:
         return changed_tasks(self.output)
 
+    def says(self, text: str) -> bool:
+        """Whether the output contains ``text``, wherever the YAML callback folded its lines."""
+        return " ".join(text.split()) in " ".join(self.output.split())
+
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
 
