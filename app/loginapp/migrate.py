@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
@@ -106,24 +106,26 @@ def _revision(connection: Connection) -> str:
     return MigrationContext.configure(connection).get_current_revision() or BASE
 
 
+def _migrate(step: Callable[[Config, str], None], url: str, password: str | None, revision: str,
+             wait: float) -> tuple[str, str]:  # fmt: skip
+    """Run an Alembic step to ``revision`` under the lock; the revisions before and after."""
+    with _connection(url, password, wait) as connection, _migration_lock(connection):
+        before = _revision(connection)
+        step(alembic_config(connection), revision)
+        connection.commit()
+        return before, _revision(connection)
+
+
 def upgrade(
     url: str, password: str | None = None, revision: str = "head", wait: float = 0
 ) -> tuple[str, str]:
     """Upgrade the schema to ``revision``; return the revisions before and after."""
-    with _connection(url, password, wait) as connection, _migration_lock(connection):
-        before = _revision(connection)
-        command.upgrade(alembic_config(connection), revision)
-        connection.commit()
-        return before, _revision(connection)
+    return _migrate(command.upgrade, url, password, revision, wait)
 
 
 def downgrade(url: str, password: str | None, revision: str, wait: float = 0) -> tuple[str, str]:
     """Downgrade the schema to ``revision``; return the revisions before and after."""
-    with _connection(url, password, wait) as connection, _migration_lock(connection):
-        before = _revision(connection)
-        command.downgrade(alembic_config(connection), revision)
-        connection.commit()
-        return before, _revision(connection)
+    return _migrate(command.downgrade, url, password, revision, wait)
 
 
 def current(url: str, password: str | None = None, wait: float = 0) -> str:
