@@ -189,7 +189,7 @@ def test_shipped_config_tls_policy(rendered):
 def test_shipped_config_routing(rendered):
     conf = rendered["default"]
     assert "return 301 https://$host$request_uri;" in conf
-    assert directives(conf, "resolver") == ["127.0.0.11 valid=10s ipv6=off"]
+    assert directives(conf, "resolver") == ["127.0.0.11 valid=2s ipv6=off"]
     port = yaml.safe_load((REPO / "roles/loginapp/defaults/main.yml").read_text())["loginapp_app_port"]
     assert directives(conf, "set") == [f"$app_upstream http://app:{port}"]
     assert set(directives(conf, "proxy_pass")) == {"$app_upstream"}

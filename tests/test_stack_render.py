@@ -46,13 +46,17 @@ def test_every_service_is_limited_read_only_and_capless(render):
 
 
 def test_app_shape(render):
-    _, stack, _ = render()
+    _, stack, nginx_conf = render()
     app = stack["services"]["app"]
     assert app["deploy"]["endpoint_mode"] == "dnsrr"
     assert app["deploy"]["update_config"]["order"] == "start-first"
     assert app["deploy"]["update_config"]["failure_action"] == "rollback"
     assert app["deploy"]["resources"]["limits"]["pids"] == 256
     assert "healthcheck" in app
+    # Replicas are replaced one at a time, further apart than nginx caches their addresses.
+    assert app["deploy"]["update_config"]["parallelism"] == 1
+    assert re.findall(r"valid=(\d+)s", nginx_conf) == ["2"]
+    assert app["deploy"]["update_config"]["delay"] == "3s"
     # Secrets arrive as files, never as values in the environment.
     assert app["environment"]["LOGINAPP_SECRET_KEY_FILE"] == "/run/secrets/secret_key"
     assert not any("PASSWORD=" in str(v) or k.endswith(("_KEY", "_PASSWORD")) for k, v in app["environment"].items())
@@ -79,6 +83,7 @@ def test_db_is_pinned_with_a_volume(render):
         ({"stack_app_replicas": 0}, "must be at least 1"),
         ({"stack_app_memory": "256"}, "stack_app_memory is '256': give a number with a unit"),
         ({"stack_nginx_cpus": "half"}, "stack_nginx_cpus is 'half'"),
+        ({"stack_nginx_resolver_valid": "1m"}, "stack_nginx_resolver_valid is '1m': give a number of seconds"),
         ({"tls_mode": "letsencrypt"}, "tls_mode must be one of: selfsigned, provided"),
         ({"stack_app_replicas": "two"}, "stack_app_replicas must be a int"),
     ],
@@ -134,7 +139,7 @@ def test_shared_settings_are_one_edit_each(render, run_playbook, tmp_path):
 
     app = stack["services"]["app"]
     assert app["environment"]["LOGINAPP_PORT"] == "9000"
-    assert "http://127.0.0.1:9000/readyz" in " ".join(app["healthcheck"]["test"])
+    assert "/dev/tcp/127.0.0.1/9000" in " ".join(app["healthcheck"]["test"])
     assert re.findall(r"http://app:(\d+)", nginx_conf) == ["9000"]
     names = [ref["name"] for ref in [*stack["secrets"].values(), *stack["configs"].values()]]
     assert names and all(name.startswith("shop_") for name in names), names
