@@ -43,5 +43,7 @@ env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/
     --python-version "$py_version" --implementation cp \
     --require-hashes -r "$here/requirements.txt" -r "$here/requirements-build.txt" \
     -d "$outdir"
+# Marks a finished download: the images role reuses a complete wheelhouse.
+touch "$outdir/.complete"
 echo "wheelhouse for CPython $py_version/$arch in $outdir:"
 ls "$outdir"
