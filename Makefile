@@ -75,9 +75,10 @@ molecule: venv engine tools ## Build the test hosts, then `molecule test` every 
 	  start=$$(date +%s); molecule test -s $$s; \
 	  echo "scenario $$s: $$(( $$(date +%s) - start )) s"; done
 
-bench: venv engine tools ## Print benchmark tables: app servers, the deployed stack, cold/warm site.yml, node loss
+bench: venv engine tools ## Print benchmark tables: app servers, the deployed stack, day-2 deploy times, node loss
 	python bench/app_bench.py
 	python bench/stack_bench.py
+	python bench/deploy_bench.py
 	python bench/cluster_bench.py
 
 clean: ## Remove the venv and caches (not the deployed stack)
