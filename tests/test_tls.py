@@ -48,6 +48,15 @@ class Run:
     def changed(self):
         return sum(host["changed"] for host in self.stats.values())
 
+    def ran(self, name):
+        """Whether a task of this name ran (was not skipped) on some host."""
+        for play in self.data["plays"]:
+            for task in play["tasks"]:
+                hosts = task["hosts"].values()
+                if task["task"]["name"].split(" : ", 1)[-1] == name and any(not r.get("skipped") for r in hosts):
+                    return True
+        return False
+
     def facts(self):
         for play in self.data["plays"]:
             for task in play["tasks"]:
@@ -165,6 +174,26 @@ def test_selfsigned_second_run_changes_nothing(selfsigned):
     _, _, second = selfsigned
     assert second.rc == 0, second.output
     assert second.changed() == 0, second.output
+
+
+def test_unchanged_certificate_is_not_rechecked(selfsigned):
+    """A current certificate skips the key, request and issuing tasks (no module runs to confirm it)."""
+    _, first, second = selfsigned
+    assert first.ran("Issue the server certificate")
+    assert not second.ran("Issue the server certificate"), second.output
+    assert not second.ran("Create the server private key"), second.output
+
+
+def test_damaged_server_file_is_repaired(project):
+    """The skip compares file hashes: a replaced server.crt is rebuilt, not trusted."""
+    assert run(project).rc == 0
+    tls = project / "tls"
+    good = (tls / "server.crt").read_bytes()
+    (tls / "server.crt").write_bytes(good[: len(good) // 2])
+    again = run(project)
+    assert again.rc == 0, again.output
+    assert again.changed() > 0
+    assert (tls / "server.crt").read_bytes() == good
 
 
 def test_selfsigned_sets_facts_for_stack_role(selfsigned):
