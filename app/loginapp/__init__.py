@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, db, main, migrate, passwords, security
+from . import auth, db, main, migrate, passwords, prune, security
 from .config import ConfigError, load_settings
 
 __all__ = ["ConfigError", "create_app"]
@@ -28,6 +28,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings.flask_config())
     if test_config:
         app.config.update(test_config)
+    # Flask-WTF has no fallbacks of its own; given a list, itsdangerous signs with
+    # the last key and accepts them all, as Flask does for the session cookie.
+    app.config["WTF_CSRF_SECRET_KEY"] = [
+        *app.config["SECRET_KEY_FALLBACKS"],
+        app.config["SECRET_KEY"],
+    ]
     if app.config["STATIC_DIR"]:
         # The image serves the copy under /srv/loginapp/static that nginx also gets.
         app.static_folder = app.config["STATIC_DIR"]
@@ -42,6 +48,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     security.init_app(app)
     migrate.init_app(app)
+    prune.init_app(app)
     app.register_blueprint(main.bp)
     _register_errors(app)
 

@@ -114,31 +114,31 @@ def login() -> Response | tuple[str, int] | str:
 
     db = get_session()
     username = form.username.data.lower()
-    key = security.throttle_key(username)
-    wait = security.throttled_for(db, key)
-    if wait:
-        audit.warning("throttled key=%s ip=%s", key[:12], security.client_ip())
-        minutes = -(-wait // 60)
+    attempt = security.reserve_attempt(db, username)
+    # The audit log names the account by an HMAC prefix, never by what was typed.
+    name_tag = security.account_key(username)[:12]
+    if attempt.wait:
+        audit.warning("throttled name=%s ip=%s", name_tag, security.client_ip())
+        minutes = -(-attempt.wait // 60)
         flash(
             f"Too many failed attempts for this account. Try again in {minutes} "
             f"minute{'s' if minutes != 1 else ''}.",
             "error",
         )
-        response = render_template("login.html", form=form), 429, {"Retry-After": str(wait)}
-        return response
+        return render_template("login.html", form=form), 429, {"Retry-After": str(attempt.wait)}
 
     user = db.scalar(select(User).where(User.username == username))
     # Unknown users are checked against a dummy hash so both paths take as long.
     ok = passwords().verify(user.password_hash if user else None, form.password.data)
     if not ok or user is None:
-        security.record_failure(db, key)
-        audit.info("login failed key=%s ip=%s", key[:12], security.client_ip())
+        # The reserved attempt stays counted: that is the failure.
+        audit.info("login failed name=%s ip=%s", name_tag, security.client_ip())
         flash(BAD_CREDENTIALS, "error")
         return render_template("login.html", form=form), 200
 
     if passwords().needs_rehash(user.password_hash):
         user.password_hash = passwords().hash(form.password.data)
-    security.clear_failures(db, key)
+    security.attempt_succeeded(db, attempt)
     user.previous_login_at, user.previous_login_ip = user.last_login_at, user.last_login_ip
     user.last_login_at, user.last_login_ip = security.now(), security.client_ip()
     _establish_session(user)
@@ -171,17 +171,20 @@ def change_password() -> Response | tuple[str, int] | str:
         return render_template("change_password.html", form=form), status
 
     db = get_session()
-    key = security.throttle_key(user.username)
-    wait = security.throttled_for(db, key)
-    if wait:
+    # Counts against the same budget as logins, so this form is no side door.
+    attempt = security.reserve_attempt(db, user.username)
+    if attempt.wait:
         flash("Too many failed attempts for this account. Try again later.", "error")
-        return render_template("change_password.html", form=form), 429
+        return (
+            render_template("change_password.html", form=form),
+            429,
+            {"Retry-After": str(attempt.wait)},
+        )
     if not passwords().verify(user.password_hash, form.current_password.data):
-        # Counts against the same budget as logins, so this form is no side door.
-        security.record_failure(db, key)
         form.current_password.errors.append("The current password is not correct.")
         return render_template("change_password.html", form=form), 400
 
+    security.attempt_succeeded(db, attempt)
     old_token = user.get_id()
     user.password_hash = passwords().hash(form.new_password.data)
     user.password_changed_at = security.now()

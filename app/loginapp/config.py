@@ -153,6 +153,11 @@ class Settings:
         flask="SECRET_KEY",
         secret=True,
     )
+    secret_key_fallbacks: str | None = setting(
+        "earlier secret keys, one a line: sessions and forms signed with them stay valid",
+        flask=None,
+        secret=True,
+    )
     database_url: str = setting(
         "SQLAlchemy URL, e.g. postgresql+psycopg://loginapp@db:5432/loginapp",
         development=_sqlite_in_instance_folder,
@@ -187,16 +192,30 @@ class Settings:
         flask="SESSION_ABSOLUTE_TIMEOUT",
     )
     login_max_failures: int = setting(
-        "failed logins per account per window before throttling",
+        "failed logins per account from one client address per window before that address waits",
         default=10,
         minimum=1,
         flask="LOGIN_MAX_FAILURES",
     )
     login_failure_window: int = setting(
-        "throttling window in seconds",
+        "the per-address throttling window in seconds",
         default=15 * 60,
         minimum=1,
         flask="LOGIN_FAILURE_WINDOW",
+    )
+    # ASVS 2.2.1: no more than 100 failed attempts per hour on one account.
+    login_account_max_failures: int = setting(
+        "failed logins per account per hour from all addresses before every address waits",
+        default=100,
+        minimum=1,
+        maximum=100,
+        flask="LOGIN_ACCOUNT_MAX_FAILURES",
+    )
+    prune_interval: int = setting(
+        "seconds between deletions of expired sessions and throttle rows (per worker); 0 never",
+        default=10 * 60,
+        minimum=0,
+        flask="PRUNE_INTERVAL",
     )
     # OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
     argon2_time_cost: int = setting(
@@ -267,6 +286,10 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def fallback_keys(self) -> list[str]:
+        return fallback_keys(self.secret_key_fallbacks)
+
     def flask_config(self) -> dict[str, object]:
         config: dict[str, object] = {
             spec.flask: getattr(self, name) for name, spec in SPECS.items() if spec.flask
@@ -282,6 +305,8 @@ class Settings:
                 "PERMANENT_SESSION_LIFETIME": self.session_absolute_timeout,
                 # Only the session cookie is used; no long-lived "remember me" token.
                 "REMEMBER_COOKIE_DURATION": 0,
+                # Still accepted for cookies and (see create_app) CSRF tokens.
+                "SECRET_KEY_FALLBACKS": self.fallback_keys,
                 "WTF_CSRF_TIME_LIMIT": self.session_absolute_timeout,
                 "MAX_CONTENT_LENGTH": 64 * 1024,
             }
@@ -371,6 +396,16 @@ def _read(environ: Mapping[str, str], instance_path: str, names: Iterable[str]) 
     return {name: read(name, production) for name in names}
 
 
+def fallback_keys(text: str | None) -> list[str]:
+    """The keys of LOGINAPP_SECRET_KEY_FALLBACKS, oldest first: one a line, "#" comments."""
+    lines = (line.strip() for line in (text or "").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _weak(key: str) -> bool:
+    return len(key) < MIN_SECRET_KEY_LENGTH or key.lower() in _PLACEHOLDER_KEYS
+
+
 def _check(values: Mapping[str, Any]) -> None:
     """The rules that involve more than one setting, or the mode."""
     production = values["env"] == "production"
@@ -381,9 +416,7 @@ def _check(values: Mapping[str, Any]) -> None:
             f"or {PREFIX}SECRET_KEY_FILE (at least {MIN_SECRET_KEY_LENGTH} random "
             'characters, e.g. python3 -c "import secrets; print(secrets.token_urlsafe(48))").'
         )
-    if production and (
-        len(secret_key) < MIN_SECRET_KEY_LENGTH or secret_key.lower() in _PLACEHOLDER_KEYS
-    ):
+    if production and _weak(secret_key):
         raise ConfigError(
             f"Refusing to start in production with a weak secret key: {PREFIX}SECRET_KEY "
             f"must be at least {MIN_SECRET_KEY_LENGTH} random characters."
@@ -393,16 +426,14 @@ def _check(values: Mapping[str, Any]) -> None:
             f"Refusing to start in production without {PREFIX}DATABASE_URL "
             "(e.g. postgresql+psycopg://loginapp@db:5432/loginapp)."
         )
+    if production and any(_weak(key) for key in fallback_keys(values["secret_key_fallbacks"])):
+        raise ConfigError(
+            f"Refusing to start in production with a weak key in {PREFIX}SECRET_KEY_FALLBACKS: "
+            f"each line must be at least {MIN_SECRET_KEY_LENGTH} random characters."
+        )
     if values["session_idle_timeout"] > values["session_absolute_timeout"]:
         raise ConfigError(
             f"{PREFIX}SESSION_IDLE_TIMEOUT must not exceed {PREFIX}SESSION_ABSOLUTE_TIMEOUT."
-        )
-    # ASVS 2.2.1: no more than 100 failed attempts per hour on one account.
-    windows_per_hour = -(-3600 // values["login_failure_window"])
-    if values["login_max_failures"] * windows_per_hour > 100:
-        raise ConfigError(
-            f"{PREFIX}LOGIN_MAX_FAILURES per {PREFIX}LOGIN_FAILURE_WINDOW allows more than "
-            "100 failed logins per hour per account."
         )
 
 

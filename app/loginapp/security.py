@@ -1,4 +1,4 @@
-"""Server-side sessions, per-account login throttling and response headers."""
+"""Server-side sessions, login throttling and response headers."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import hashlib
 import hmac
 import math
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, delete, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .models import LoginThrottle, User, UserSession
@@ -101,6 +104,16 @@ def load_session(db: Session, token: str) -> User | None:
     return user
 
 
+def prune_sessions(db: Session, moment: datetime) -> int:
+    """Delete sessions past their idle or absolute timeout; return how many."""
+    idle = timedelta(seconds=current_app.config["SESSION_IDLE_TIMEOUT"])
+    absolute = timedelta(seconds=current_app.config["SESSION_ABSOLUTE_TIMEOUT"])
+    expired = or_(
+        UserSession.created_at < moment - absolute, UserSession.last_seen_at < moment - idle
+    )
+    return db.execute(delete(UserSession).where(expired)).rowcount
+
+
 def end_session(db: Session, token: str | None) -> None:
     if token:
         db.execute(delete(UserSession).where(UserSession.token_hash == _token_hash(token)))
@@ -111,53 +124,134 @@ def end_all_sessions(db: Session, user: User) -> None:
 
 
 # --- throttling ----------------------------------------------------------------
+#
+# Every password verification first reserves one attempt in two counters, in one
+# atomic statement each, so concurrent guesses cannot all read the same old count:
+#   * per (account, client address): LOGIN_MAX_FAILURES per LOGIN_FAILURE_WINDOW;
+#     one address using up its attempts does not stop the owner elsewhere;
+#   * per account: LOGIN_ACCOUNT_MAX_FAILURES per hour from all addresses, which
+#     only a distributed attack reaches (ASVS 2.2.1: at most 100 an hour).
+# A successful verification gives its reservations back.
+
+ACCOUNT_WINDOW = timedelta(hours=1)
 
 
-def throttle_key(username: str) -> str:
+@dataclass(frozen=True)
+class Counter:
+    key: str
+    limit: int
+    window: timedelta
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of reserve_attempt: allowed, or how many seconds to wait."""
+
+    counters: tuple[Counter, ...]
+    wait: int = 0
+
+
+def _hmac(*parts: str) -> str:
     secret = current_app.config["SECRET_KEY"]
     if isinstance(secret, str):
         secret = secret.encode()
-    return hmac.new(secret, username.encode("utf-8"), hashlib.sha256).hexdigest()
+    message = "\0".join(parts).encode("utf-8")
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def _window() -> timedelta:
-    return timedelta(seconds=current_app.config["LOGIN_FAILURE_WINDOW"])
+def account_key(username: str) -> str:
+    """Stands for the account name in the throttle table and the audit log."""
+    return _hmac("account", username)
 
 
-def throttled_for(db: Session, key: str) -> int:
-    """Seconds until this account may try again; 0 when it may try now."""
-    row = db.get(LoginThrottle, key)
-    if row is None or row.failures < current_app.config["LOGIN_MAX_FAILURES"]:
-        return 0
-    remaining = (aware(row.window_start) + _window() - now()).total_seconds()
-    return math.ceil(remaining) if remaining > 0 else 0
+def throttle_counters(username: str) -> tuple[Counter, Counter]:
+    """The (account, address) and account counters for a login as ``username``.
+
+    Keyed by an HMAC of the submitted name, so unknown names are throttled like
+    real ones and what people type is not stored in clear.
+    """
+    config = current_app.config
+    return (
+        Counter(
+            _hmac("address", username, client_ip() or ""),
+            config["LOGIN_MAX_FAILURES"],
+            timedelta(seconds=config["LOGIN_FAILURE_WINDOW"]),
+        ),
+        Counter(account_key(username), config["LOGIN_ACCOUNT_MAX_FAILURES"], ACCOUNT_WINDOW),
+    )
 
 
-def record_failure(db: Session, key: str) -> None:
-    """Count a failed attempt; row-locked so replicas do not lose increments."""
+def _insert(db: Session) -> Any:
+    # INSERT ... ON CONFLICT DO UPDATE ... RETURNING exists in both dialects.
+    postgresql = db.get_bind().dialect.name == "postgresql"
+    return (postgresql_insert if postgresql else sqlite_insert)(LoginThrottle)
+
+
+def _take(db: Session, counter: Counter, moment: datetime) -> bool:
+    """Count one attempt unless the counter is at its limit; True when counted."""
+    expired = LoginThrottle.window_start <= moment - counter.window
+    at = literal(moment, LoginThrottle.window_start.type)
+    statement = (
+        _insert(db)
+        .values(key=counter.key, failures=1, window_start=moment)
+        .on_conflict_do_update(
+            index_elements=[LoginThrottle.key],
+            set_={
+                "failures": case((expired, 1), else_=LoginThrottle.failures + 1),
+                "window_start": case((expired, at), else_=LoginThrottle.window_start),
+            },
+            where=or_(expired, LoginThrottle.failures < counter.limit),
+        )
+        .returning(LoginThrottle.failures)
+    )
+    taken = db.execute(statement).first() is not None
+    db.commit()
+    return taken
+
+
+def _give_back(db: Session, counter: Counter) -> None:
+    db.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == counter.key, LoginThrottle.failures > 0)
+        .values(failures=LoginThrottle.failures - 1)
+    )
+
+
+def _wait(db: Session, counter: Counter, moment: datetime) -> int:
+    start = db.scalar(select(LoginThrottle.window_start).where(LoginThrottle.key == counter.key))
+    remaining = (aware(start) + counter.window - moment).total_seconds() if start else 0
+    return max(1, math.ceil(remaining))
+
+
+def reserve_attempt(db: Session, username: str) -> Attempt:
+    """Reserve one password verification for ``username`` from this client address."""
     moment = now()
-    for _attempt in range(2):
-        row = db.execute(
-            select(LoginThrottle).where(LoginThrottle.key == key).with_for_update()
-        ).scalar_one_or_none()
-        if row is None:
-            db.add(LoginThrottle(key=key, failures=1, window_start=moment))
-        elif moment - aware(row.window_start) >= _window():
-            row.failures = 1
-            row.window_start = moment
-        else:
-            row.failures += 1
-        try:
+    taken: list[Counter] = []
+    for counter in throttle_counters(username):
+        if not _take(db, counter, moment):
+            for earlier in taken:
+                _give_back(db, earlier)
             db.commit()
-            return
-        except IntegrityError:
-            # Another replica inserted the row first; retry as an update.
-            db.rollback()
-    raise RuntimeError("could not record a failed login")
+            return Attempt((), wait=_wait(db, counter, moment))
+        taken.append(counter)
+    return Attempt(tuple(taken))
 
 
-def clear_failures(db: Session, key: str) -> None:
-    db.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+def attempt_succeeded(db: Session, attempt: Attempt) -> None:
+    """A right password: this address starts afresh; the account gets its attempt back."""
+    address, *others = attempt.counters
+    db.execute(delete(LoginThrottle).where(LoginThrottle.key == address.key))
+    for counter in others:
+        _give_back(db, counter)
+
+
+def prune_throttle(db: Session, moment: datetime) -> int:
+    """Delete rows whose window has passed (they count as zero anyway); return how many."""
+    longest = max(timedelta(seconds=current_app.config["LOGIN_FAILURE_WINDOW"]), ACCOUNT_WINDOW)
+    result = db.execute(
+        delete(LoginThrottle).where(LoginThrottle.window_start <= moment - longest)
+    )
+    return result.rowcount
 
 
 # --- headers -------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from loginapp_kit.html import csrf_token
 from loginapp_kit.pgserver import PostgresServer, find_bin
+from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from loginapp import create_app
@@ -163,6 +165,8 @@ def make_app(database_url: str, clock: Clock) -> Iterator[Callable[..., Flask]]:
             "SECRET_KEY": SECRET,
             "DATABASE_URL": database_url,
             "NOW": clock,
+            # No background pruning unless a test asks for it.
+            "PRUNE_INTERVAL": 0,
             **FAST_ARGON2,
             **overrides,
         }
@@ -183,6 +187,27 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Flask], str]]:
+    """Serve apps on real threaded HTTP servers on loopback; each call returns a base URL.
+
+    For what the test client cannot show: requests that truly run at the same
+    time, in threads of one process and across two apps (replicas).
+    """
+    servers = []
+
+    def start(app: Flask) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture

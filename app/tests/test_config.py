@@ -32,6 +32,7 @@ HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 SAMPLES: dict[str, tuple[str, object]] = {
     "env": ("production", "production"),
     "secret_key": ("s" * 40, "s" * 40),
+    "secret_key_fallbacks": ("f" * 40 + "\n" + "g" * 40, "f" * 40 + "\n" + "g" * 40),
     "database_url": (
         "postgresql+psycopg://other@db2/other",
         "postgresql+psycopg://other@db2/other",
@@ -43,6 +44,8 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "session_absolute_timeout": ("7200", 7200),
     "login_max_failures": ("5", 5),
     "login_failure_window": ("600", 600),
+    "login_account_max_failures": ("50", 50),
+    "prune_interval": ("60", 60),
     "argon2_time_cost": ("3", 3),
     "argon2_memory_cost": ("65536", 65536),
     "argon2_parallelism": ("2", 2),
@@ -73,6 +76,7 @@ DERIVED_FLASK_KEYS = {
     "SESSION_COOKIE_DOMAIN",
     "PERMANENT_SESSION_LIFETIME",
     "REMEMBER_COOKIE_DURATION",
+    "SECRET_KEY_FALLBACKS",
     "WTF_CSRF_TIME_LIMIT",
     "MAX_CONTENT_LENGTH",
 }
@@ -90,6 +94,23 @@ def test_production_refuses_weak_secret_key(weak: str) -> None:
     env = {"LOGINAPP_ENV": "production", "LOGINAPP_SECRET_KEY": weak}
     with pytest.raises(ConfigError, match="weak secret key"):
         load_settings(env)
+
+
+def test_production_refuses_a_weak_fallback_key() -> None:
+    env = {**BASE_ENV, "LOGINAPP_ENV": "production",
+           "LOGINAPP_SECRET_KEY_FALLBACKS": "o" * 40 + "\nchangeme\n"}  # fmt: skip
+    with pytest.raises(ConfigError, match="weak key in LOGINAPP_SECRET_KEY_FALLBACKS"):
+        load_settings(env)
+
+
+def test_fallback_keys_are_read_one_a_line() -> None:
+    old = "o" * 40
+    # A Swarm secret cannot be empty: the stack sends a comment when there is no old key.
+    settings = load_settings(
+        {**BASE_ENV, "LOGINAPP_SECRET_KEY_FALLBACKS": f"# earlier keys\n\n{old}\n\n"}
+    )
+    assert settings.flask_config()["SECRET_KEY_FALLBACKS"] == [old]
+    assert load_settings(BASE_ENV).flask_config()["SECRET_KEY_FALLBACKS"] == []
 
 
 def test_production_requires_database_url() -> None:
@@ -194,7 +215,8 @@ def test_development_defaults_work_with_nothing_set(
         ({"LOGINAPP_ENV": "staging"}, "must be 'production' or 'development'"),
         ({"LOGINAPP_SESSION_IDLE_TIMEOUT": "soon"}, "must be an integer"),
         ({"LOGINAPP_SECURE_COOKIES": "maybe"}, "true or false"),
-        ({"LOGINAPP_LOGIN_MAX_FAILURES": "200"}, "more than 100 failed logins per hour"),
+        # ASVS 2.2.1: at most 100 failed logins per hour on one account.
+        ({"LOGINAPP_LOGIN_ACCOUNT_MAX_FAILURES": "101"}, "must be at most 100"),
         (
             {"LOGINAPP_SESSION_IDLE_TIMEOUT": "7200", "LOGINAPP_SESSION_ABSOLUTE_TIMEOUT": "3600"},
             "must not exceed",

@@ -78,12 +78,13 @@ class Client:
         return self.submit_page(page, fields, action=action, referer=referer, follow=follow)
 
     def submit_page(self, page: Response, fields: dict | None = None, *, action: str | None = None,
-                    referer: str | None = None, follow: bool = True) -> Response:  # fmt: skip
+                    referer: str | None = None, follow: bool = True,
+                    headers: dict | None = None) -> Response:  # fmt: skip
         """Submit a form of a page already fetched (e.g. the dashboard's logout button)."""
         form = html.form(page.text, action)
         target = urllib.parse.urljoin(page.url, form.action or page.url)
         data = {**form.fields, **(fields or {})}
-        return self.request("POST", target, data, follow=follow, referer=referer or page.url)
+        return self.request("POST", target, data, follow=follow, referer=referer or page.url, headers=headers)
 
     # The app's own flows, as a user clicks through them.
     def register(self, username: str, password: str, **kwargs) -> Response:
