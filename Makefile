@@ -35,6 +35,9 @@ deploy: venv ## Run site.yml against INVENTORY (default: this machine)
 teardown: venv ## Remove the stack (keeps data; add ARGS='-e stack_teardown_remove_data=true')
 	ansible-playbook -i $(INVENTORY) playbooks/teardown.yml $(ARGS)
 
+rotate-secret-key: venv ## Rotate the app's secret key on INVENTORY in two rolling updates; nobody is logged out
+	ansible-playbook -i $(INVENTORY) playbooks/rotate-secret-key.yml
+
 engine: venv ## Install and start Docker on this machine (the hosts stage)
 	ansible-playbook -i inventory/local playbooks/hosts.yml
 

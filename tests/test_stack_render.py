@@ -61,6 +61,9 @@ def test_app_shape(render):
     assert app["environment"]["LOGINAPP_SECRET_KEY_FILE"] == "/run/secrets/secret_key"
     assert not any("PASSWORD=" in str(v) or k.endswith(("_KEY", "_PASSWORD")) for k, v in app["environment"].items())
     assert stack["secrets"]["secret_key"] == {"external": True, "name": "loginapp_secret_key_v1"}
+    # Earlier keys stay accepted after a rotation (playbooks/rotate-secret-key.yml).
+    assert app["environment"]["LOGINAPP_SECRET_KEY_FALLBACKS_FILE"] == "/run/secrets/secret_key_fallbacks"
+    assert {s["source"] for s in app["secrets"]} == {"secret_key", "secret_key_fallbacks", "db_password"}
 
 
 def test_old_cli_gets_no_pids_limit(render):

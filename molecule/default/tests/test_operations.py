@@ -1,4 +1,4 @@
-"""Operations on the deployed stack, end to end: backup/restore, rolling update, rollback.
+"""Operations on the deployed stack, end to end: backup/restore, rolling update, rollback, key rotation.
 
 These tests drive the real playbooks from the controller against the
 deployment (``target``: this scenario's host, or this machine's own
@@ -140,3 +140,30 @@ def test_broken_version_is_rolled_back_without_downtime(target, workdir):
     again = site(target, workdir, "good-again")
     assert again.ok, again.tail()
     assert again.changed == 0, f"second run changed: {again.changed_tasks()}"
+
+
+def test_secret_key_rotation_logs_nobody_out(target, workdir):
+    """Both rolling updates of a key rotation run under steady traffic; a logged-in user stays logged in."""
+    name, password = new_user()
+    target.client().register(name, password)
+    user = target.client()
+    user.login(name, password)
+    assert user.logged_in_as(name)
+    # Its log-out form carries a CSRF token signed with the key about to be replaced.
+    dashboard = user.get("/")
+    secrets = Path(target.outputs("stack")["stack_secrets_dir"])
+    old_key = (secrets / "secret_key").read_text().strip()
+
+    with LoadGenerator(target.host, target.ssl_context(), workers=LOAD_WORKERS) as load:
+        run = target.run_playbook("playbooks/rotate-secret-key.yml", log=workdir / "rotate.log")
+    print(f"rotate-secret-key.yml: rc={run.returncode} in {run.duration:.0f} s; {load.summary()}")
+    assert run.ok, run.tail()
+    assert (secrets / "secret_key").read_text().strip() != old_key
+    assert old_key in (secrets / "secret_key_fallbacks").read_text()
+    assert load.ok > 0
+    assert load.failed == 0, f"requests lost during the rotation: {load.summary()}"
+
+    assert user.logged_in_as(name), "the rotation logged the user out"
+    logout = user.submit_page(dashboard, action="/logout", follow=False)
+    assert logout.status == 302 and logout.headers.get("Location", "").endswith("/login"), logout.status
+    assert not user.logged_in_as(name)

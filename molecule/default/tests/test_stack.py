@@ -19,7 +19,7 @@ from loginapp_kit.wait import wait_for
 SERVICES = ["nginx", "app", "db"]
 # Where each service reads its secrets (files under /run/secrets, never env values).
 SECRET_TARGETS = {
-    "app": {"secret_key", "db_password"},
+    "app": {"secret_key", "secret_key_fallbacks", "db_password"},
     "db": {"db_password"},
     "nginx": {"tls_cert", "tls_key"},
 }
