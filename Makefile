@@ -7,6 +7,8 @@ VENV := .venv
 PYTHON ?= python3
 INVENTORY ?= inventory/local
 SCENARIOS ?= docker_engine swarm default
+# Parallel pytest processes for `make unit` (pytest-xdist); CI machines have 2 cores.
+UNIT_WORKERS ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -69,8 +71,8 @@ docs: venv ## Regenerate the roles' READMEs from their meta/argument_specs.yml (
 	for role in roles/*/; do aar-doc $$role markdown; done
 
 unit: venv tools ## App tests (SQLite + PostgreSQL) and role/template tests
-	pytest -q app
-	pytest -q tests
+	pytest -q -n $(UNIT_WORKERS) app
+	pytest -q -n $(UNIT_WORKERS) tests
 
 molecule: venv engine tools ## Build the test hosts, then `molecule test` every scenario
 	ansible-playbook molecule/resources/testhosts.yml
