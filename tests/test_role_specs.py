@@ -90,3 +90,21 @@ def test_a_validator_refuses_a_wrong_type():
     """Control for the test above: the validator does refuse a wrong type."""
     checks = {name: {k: v for k, v in spec.items() if k != "description"} for name, spec in options("stack").items()}
     assert ArgumentSpecValidator(checks).validate({"stack_nginx_https_port": "https"}).error_messages
+
+
+def _stage_names(key: str) -> set[str]:
+    """Every stage named under ``key`` in the roles' task files."""
+    names = set()
+    for path in (REPO / "roles").glob("*/tasks/*.yml"):
+        for task in yaml.safe_load(path.read_text()) or []:
+            value = (task.get("vars") or {}).get(key)
+            names.update([value] if isinstance(value, str) else value or [])
+    return names
+
+
+def test_every_stage_is_named_after_its_playbook():
+    """read_outputs tells the user to run playbooks/<stage>.yml: that playbook must exist."""
+    published, read = _stage_names("loginapp_outputs_stage"), _stage_names("loginapp_outputs_stages")
+    assert read <= published, f"stages read but never published: {read - published}"
+    missing = {stage for stage in published if not (REPO / "playbooks" / f"{stage}.yml").exists()}
+    assert not missing, f"stages without a playbooks/<stage>.yml: {missing}"
