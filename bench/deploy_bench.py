@@ -29,14 +29,13 @@ from pathlib import Path
 
 from loginapp_kit.apptree import copy_app_tree
 from loginapp_kit.deployment import Target
-from loginapp_kit.load import LoadGenerator
 
 LOAD_WORKERS = 6
 
 
 def timed(target: Target, workdir: Path, name: str, playbook: str, **extra) -> tuple[float, int, int, str]:
     """Run one playbook under load: (seconds, requests ok, requests failed, changed tasks)."""
-    with LoadGenerator(target.host, target.ssl_context(), workers=LOAD_WORKERS) as load:
+    with target.load(LOAD_WORKERS) as load:
         time.sleep(1)
         run = target.run_playbook(playbook, log=workdir / f"{name}.log", **extra)
     if not run.ok:

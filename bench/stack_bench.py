@@ -140,7 +140,7 @@ def measure(server: str, base_url: str, new_client: Callable[[], Client], connec
 
 
 def rolling_update_loss(target: Target) -> tuple[LoadGenerator, float]:
-    with LoadGenerator(target.host, target.ssl_context(), workers=6) as load:
+    with target.load(workers=6) as load:
         time.sleep(3)
         started = time.monotonic()
         target.docker("service", "update", "--force", "--detach=false", "--quiet", target.service("app"), timeout=600)

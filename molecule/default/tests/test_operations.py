@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from loginapp_kit.apptree import copy_app_tree
-from loginapp_kit.load import LoadGenerator
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.timeout(1500)]
 
@@ -109,7 +108,7 @@ def test_rolling_update_loses_no_request(target, workdir):
     """A new app version rolls out through site.yml while steady traffic sees no error at all."""
     before = target.service_image("app")
     tree = copy_app_tree(workdir / "app-next", f"rolling update test {time.time()}")
-    with LoadGenerator(target.host, target.ssl_context(), workers=LOAD_WORKERS) as load:
+    with target.load(LOAD_WORKERS) as load:
         run = site(target, workdir, "update", images_app_dir=str(tree))
     print(load.summary())
     assert run.ok, run.tail()
@@ -124,7 +123,7 @@ def test_broken_version_is_rolled_back_without_downtime(target, workdir):
     """A version that never becomes healthy is rolled back by Swarm; the old one serves throughout."""
     before = target.service_image("app")
     tree = copy_app_tree(workdir / "app-broken", f"broken version test {time.time()}", broken=True)
-    with LoadGenerator(target.host, target.ssl_context(), workers=LOAD_WORKERS) as load:
+    with target.load(LOAD_WORKERS) as load:
         run = site(target, workdir, "broken", images_app_dir=str(tree))
     print(load.summary())
     assert not run.ok, "site.yml should fail when Swarm rolls the update back"
@@ -154,7 +153,7 @@ def test_secret_key_rotation_logs_nobody_out(target, workdir):
     secrets = Path(target.outputs("stack")["stack_secrets_dir"])
     old_key = (secrets / "secret_key").read_text().strip()
 
-    with LoadGenerator(target.host, target.ssl_context(), workers=LOAD_WORKERS) as load:
+    with target.load(LOAD_WORKERS) as load:
         run = target.run_playbook("playbooks/rotate-secret-key.yml", log=workdir / "rotate.log")
     print(f"rotate-secret-key.yml: rc={run.returncode} in {run.duration:.0f} s; {load.summary()}")
     assert run.ok, run.tail()

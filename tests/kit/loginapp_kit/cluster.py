@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 from .deployment import Target
-from .load import LoadGenerator
 from .wait import wait_for
 
 ENGINE_UNITS = ("docker.socket", "docker.service")
@@ -96,7 +95,7 @@ def lose_node(target: Target, victim: str, edge: str, timeout: float = 150, rejo
     loss = NodeLoss(victim=victim, edge=edge, app_tasks_lost=placed.count(victim))
     address = target.node_address(edge)
     # Four threads, about 10 requests/s in all, through the edge that stays up.
-    with LoadGenerator(address, target.ssl_context(), workers=4, paths=("/login",), pause=0.4) as load:
+    with target.load(workers=4, host=address, paths=("/login",), pause=0.4) as load:
         time.sleep(3)  # a baseline before the loss
         stop_engine(target, victim)
         stopped = time.monotonic()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import REPO
 from .client import Client, ssl_context
+from .load import LoadGenerator
 from .playbook import PlaybookRun, run_playbook
 
 # Tests and benchmarks against this machine POST to /login and /register from one address far more
@@ -113,6 +114,10 @@ class Target:
 
     def ssl_context(self):
         return ssl_context(self.ca_cert)
+
+    def load(self, workers: int = 6, host: str | None = None, **options) -> LoadGenerator:
+        """Steady HTTPS traffic (through ``host``'s nginx when given) that counts every lost request."""
+        return LoadGenerator(host or self.host, self.ssl_context(), workers=workers, **options)
 
     def controller_address(self) -> str:
         """The controller's source address towards the site: the client IP nginx sees."""
