@@ -4,8 +4,8 @@ Expired sessions and spent throttle rows are dead weight: every replica
 already treats them as absent. Each worker process prunes every
 ``PRUNE_INTERVAL`` seconds (jittered) from a daemon thread started by its first
 request, so the tables stay bounded without a scheduler service, cron or a
-human. Several workers pruning is harmless: the deletes are idempotent and
-take milliseconds on an indexed, small table.
+human. Several workers pruning is harmless: the deletes are idempotent, and
+cheap on tables that pruning keeps small.
 """
 
 from __future__ import annotations
