@@ -87,6 +87,10 @@ def test_db_is_pinned_with_a_volume(render):
         ({"stack_app_memory": "256"}, "stack_app_memory is '256': give a number with a unit"),
         ({"stack_nginx_cpus": "half"}, "stack_nginx_cpus is 'half'"),
         ({"stack_nginx_resolver_valid": "1m"}, "stack_nginx_resolver_valid is '1m': give a number of seconds"),
+        # nginx's own grammars: refused here, not by nginx in the middle of a rollout.
+        ({"stack_nginx_login_rate": "10perminute"}, "stack_nginx_login_rate is '10perminute': give requests per"),
+        ({"stack_nginx_client_max_body_size": "1 MB"}, "stack_nginx_client_max_body_size is '1 MB': give a size"),
+        ({"stack_nginx_proxy_read_timeout": "30 sec"}, "stack_nginx_proxy_read_timeout is '30 sec': give a time"),
         ({"tls_mode": "letsencrypt"}, "tls_mode must be one of: selfsigned, provided"),
         ({"stack_app_replicas": "two"}, "stack_app_replicas must be a int"),
     ],
