@@ -20,7 +20,15 @@ def test_valid_inputs_pass(run_playbook, tmp_path):
 def test_misspelled_variable_is_named(run_playbook, tmp_path):
     inventory = write_inventory(tmp_path)
     result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"swarm_node_lables": {"a": "b"}})
-    assert_refused(result, "Unknown variable(s) for role swarm", "swarm_node_lables")
+    assert_refused(result, "Unknown variable(s) for role swarm", "swarm_node_lables (did you mean swarm_node_labels?)")
+
+
+def test_site_suggests_the_closest_name(run_playbook, tmp_path):
+    # site.yml imports preflight.yml from playbooks/, whose filter plugins must load too.
+    inventory = write_inventory(tmp_path)
+    result = run_playbook("site.yml", inventory, extra_vars={"stack_app_replica": 3, "stack_qwerty": 1})
+    suggestion = "stack_app_replica (did you mean stack_app_replicas?), stack_qwerty."
+    assert_refused(result, suggestion, "roles/stack/README.md")
 
 
 def test_string_where_a_list_is_expected(run_playbook, tmp_path):
