@@ -62,3 +62,23 @@ def test_engine_restart_brings_the_stack_back(manager, target, new_client, regis
         "stack", "ps", "--no-trunc", target.stack
     )
     assert_user_can_log_in(new_client, *registered_user)
+
+
+def test_overlay_device_left_by_the_engine_is_removed(manager, target, new_client, registered_user):
+    """Docker's overlay driver can leave a network's VXLAN device in the host namespace when the
+    engine restarts; every task on that network is then rejected with "error creating vxlan
+    interface: file exists". The docker_engine role's docker-overlay-repair deletes it."""
+    stack_networks = ("--filter", "driver=overlay", "--filter", f"label=com.docker.stack.namespace={target.stack}")
+    network = target.docker("network", "ls", "--quiet", "--no-trunc", *stack_networks).split()[0]
+    vni = target.docker(
+        "network", "inspect", "--format", '{{index .Options "com.docker.network.driver.overlay.vxlanid_list"}}', network
+    )
+    leftover = f"vx-{int(vni.split(',')[0]):06x}-{network[:5]}"  # the name the driver gives it
+    manager.check_output("systemctl stop docker")
+    manager.check_output(f"ip link add {leftover} type vxlan id 16000000 dstport 4789")
+    manager.check_output("systemctl start docker")
+    assert wait_for(lambda: stack_recovered(target), RECOVERY_TIMEOUT, errors=(RuntimeError,)), target.docker(
+        "stack", "ps", "--no-trunc", target.stack
+    )
+    assert f"removed {leftover}" in manager.check_output("journalctl --unit docker-overlay-repair --no-pager")
+    assert_user_can_log_in(new_client, *registered_user)

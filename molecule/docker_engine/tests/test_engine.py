@@ -36,6 +36,12 @@ def test_service_running_and_enabled(host):
     assert docker.is_enabled
 
 
+def test_overlay_repair_running_and_enabled(host):
+    repair = host.service("docker-overlay-repair")
+    assert repair.is_running
+    assert repair.is_enabled
+
+
 def test_daemon_json_defaults(daemon_json):
     assert daemon_json["no-new-privileges"] is True
     # Swarm mode refuses to start with live-restore on.
