@@ -12,17 +12,19 @@ from loginapp_kit.playbook import write_inventory
 
 @pytest.fixture
 def rotate(run_playbook, tmp_path):
-    """``rotate(phase)`` runs one phase on a secrets directory of this test; returns the run."""
+    """``rotate(phase)`` runs one phase on a secrets directory of this test; returns the run.
+
+    ``ok=False`` expects the phase to be refused."""
     inventory = write_inventory(tmp_path)
     secrets = tmp_path / "secrets"
 
-    def run(phase):
+    def run(phase, ok=True):
         result = run_playbook(
             "tests/render/rotate_secret_key.yml",
             inventory,
             extra_vars={"stack_secrets_dir": str(secrets), "stack_secret_key_rotation": phase},
         )
-        assert result.ok, result.output
+        assert result.ok == ok, result.output
         return result
 
     run.dir = secrets
@@ -78,3 +80,27 @@ def test_an_interrupted_rotation_resumes(rotate):
     assert keys(rotate.dir) == (new, [first], new), "phase 1 must not undo a finished switch"
     rotate("switch")
     assert keys(rotate.dir) == (new, [first], None)
+
+
+def test_switch_without_an_accepted_key_is_refused(rotate):
+    refused = rotate("switch", ok=False)
+    assert "run the accept" in refused.output
+    assert not rotate.dir.exists() or not list(rotate.dir.iterdir()), "a refused switch must not make keys"
+
+    rotate("accept")
+    rotate("switch")
+    done = keys(rotate.dir)
+    rotate("switch", ok=False)
+    assert keys(rotate.dir) == done, "a second switch must not sign with a key nobody accepts"
+
+
+def test_a_hand_edited_fallbacks_file_reads_as_the_app_reads_it(rotate):
+    """The role parses the fallbacks file in Jinja, the app in Python: the same keys must come out."""
+    first, second = "a" * 64, "b" * 64
+    rotate.dir.mkdir()
+    (rotate.dir / "secret_key_fallbacks").write_bytes(
+        f"# notes\r\n\r\n   {first}  \r\n\t# {'c' * 64}\n{second}\n\n".encode()
+    )
+    rotate("accept")
+    _, fallbacks, new = keys(rotate.dir)
+    assert fallbacks == [first, second, new]
