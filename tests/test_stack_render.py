@@ -51,7 +51,6 @@ def test_app_shape(render):
     assert app["deploy"]["endpoint_mode"] == "dnsrr"
     assert app["deploy"]["update_config"]["order"] == "start-first"
     assert app["deploy"]["update_config"]["failure_action"] == "rollback"
-    assert app["deploy"]["resources"]["limits"]["pids"] == 256
     assert "healthcheck" in app
     # Replicas are replaced one at a time, further apart than nginx caches their addresses.
     assert app["deploy"]["update_config"]["parallelism"] == 1
@@ -66,10 +65,17 @@ def test_app_shape(render):
     assert {s["source"] for s in app["secrets"]} == {"secret_key", "secret_key_fallbacks", "db_password"}
 
 
+def test_every_service_has_a_pids_limit(render):
+    _, stack, _ = render()
+    limits = {name: service["deploy"]["resources"]["limits"].get("pids") for name, service in stack["services"].items()}
+    assert limits == {"nginx": 512, "app": 256, "db": 256}
+
+
 def test_old_cli_gets_no_pids_limit(render):
     result, stack, _ = render(render_cli_version="20.10.24+dfsg1")
     assert result.ok, result.output
-    assert "pids" not in stack["services"]["app"]["deploy"]["resources"]["limits"]
+    for name, service in stack["services"].items():
+        assert "pids" not in service["deploy"]["resources"]["limits"], name
 
 
 def test_db_is_pinned_with_a_volume(render):

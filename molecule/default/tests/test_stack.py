@@ -67,17 +67,25 @@ def test_limits_and_reservations(target, service, cpus, memory, cpus_reserved, m
     assert resources["Reservations"]["MemoryBytes"] == memory_reserved * MIB
 
 
-def test_app_pids_limit(manager, target):
-    # The role sets it only when the deploy host's CLI is 23 or newer (trixie: 26).
+PIDS = {"nginx": 512, "app": 256, "db": 256}  # the stack role's defaults
+
+
+def test_cli_can_express_pids_limits(manager):
+    # The role sets them only when the deploy host's CLI is 23 or newer (trixie: 26).
     cli = manager.check_output("docker version --format '{{.Client.Version}}'")
     assert int(cli.split(".")[0]) >= 23, f"test host CLI {cli}: expected trixie's Docker 26"
-    assert target.service_spec("app")["TaskTemplate"]["Resources"]["Limits"].get("Pids") == 256
 
 
-def test_app_pids_limit_is_enforced(manager, target):
-    # The limit reaches the kernel: the container's pids cgroup says 256.
-    limit = manager.check_output(f"docker inspect --format '{{{{.HostConfig.PidsLimit}}}}' {target.container('app')}")
-    assert limit == "256"
+@pytest.mark.parametrize("service", SERVICES)
+def test_pids_limit(target, service):
+    assert target.service_spec(service)["TaskTemplate"]["Resources"]["Limits"].get("Pids") == PIDS[service]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_pids_limit_is_enforced(manager, target, service):
+    # The limit reaches the container's pids cgroup.
+    inspect = f"docker inspect --format '{{{{.HostConfig.PidsLimit}}}}' {target.container(service)}"
+    assert manager.check_output(inspect) == str(PIDS[service])
 
 
 @pytest.mark.parametrize("service", SERVICES)
