@@ -142,6 +142,18 @@ def test_db_is_pinned_by_node_label(target, manager):
     assert labels[label] == "true"
 
 
+@pytest.mark.parametrize("user, refused", [("postgres", True), ("app", False)])
+def test_only_the_app_role_logs_in_over_the_network(manager, target, user, refused):
+    """The superuser is refused over TCP even with the app's password (older clusters gave it that password)."""
+    user = target.settings["loginapp_db_user"] if user == "app" else user
+    psql = f'PGPASSWORD="$(cat /run/secrets/db_password)" psql -X -h 127.0.0.1 -U {user} -d postgres -tAc "SELECT 1"'
+    result = manager.run(f"docker exec {target.container('db')} sh -c '{psql}'")
+    if refused:
+        assert result.rc != 0 and "pg_hba.conf rejects connection" in result.stderr, result.stderr
+    else:
+        assert result.rc == 0 and result.stdout.strip() == "1", result.stderr
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_secrets_are_files_not_environment(target, uids, service):
     container = target.service_spec(service)["TaskTemplate"]["ContainerSpec"]

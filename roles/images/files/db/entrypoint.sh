@@ -7,8 +7,13 @@ bin=$(echo /usr/lib/postgresql/*/bin)
 : "${POSTGRES_USER:?}" "${POSTGRES_DB:?}"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    # The superuser gets a random password nobody keeps; the app's role owns
+    # the app's database and is not a superuser.
+    superuser_password=$(mktemp)
+    od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$superuser_password"
     "$bin/initdb" --pgdata="$PGDATA" --username=postgres --auth=scram-sha-256 \
-        --pwfile="$POSTGRES_PASSWORD_FILE" --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+        --pwfile="$superuser_password" --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    rm -f "$superuser_password"
     password=$(sed "s/'/''/g" "$POSTGRES_PASSWORD_FILE")
     "$bin/postgres" --single -D "$PGDATA" postgres >/dev/null <<SQL
 CREATE ROLE "$POSTGRES_USER" LOGIN PASSWORD '$password';
@@ -16,11 +21,17 @@ SQL
     "$bin/postgres" --single -D "$PGDATA" postgres >/dev/null <<SQL
 CREATE DATABASE "$POSTGRES_DB" OWNER "$POSTGRES_USER";
 SQL
-    {
-        echo "local all all scram-sha-256"
-        echo "host all all 0.0.0.0/0 scram-sha-256"
-    } > "$PGDATA/pg_hba.conf"
 fi
+
+# Rewritten on every start, so clusters made by earlier versions (whose
+# superuser had the app's password) get it too: the superuser never logs in
+# over the network; every other role needs its scram-sha-256 password.
+{
+    echo "host all postgres 0.0.0.0/0 reject"
+    echo "host all postgres ::/0 reject"
+    echo "host all all 0.0.0.0/0 scram-sha-256"
+    echo "host all all ::/0 scram-sha-256"
+} > "$PGDATA/pg_hba.conf"
 
 exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' \
     -c unix_socket_directories='' -c password_encryption=scram-sha-256
