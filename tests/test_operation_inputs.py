@@ -44,6 +44,12 @@ def test_restore_refuses_a_checksum_mismatch(run_playbook, tmp_path):
     refused(result, "Checksum mismatch", "damaged")
 
 
+def test_restore_needs_the_operators_confirmation(run_playbook, tmp_path):
+    dump = dump_with_checksum(tmp_path, b"PGDMP", recorded=b"PGDMP")
+    result = run_playbook("playbooks/restore.yml", db_inventory(tmp_path), extra_vars={"stack_restore_file": str(dump)})
+    refused(result, "is a valid dump", "replaces every row", "-e stack_restore_confirm=true")
+
+
 def test_operation_inputs_are_typed_in_preflight(run_playbook, tmp_path):
     dump = dump_with_checksum(tmp_path, b"PGDMP", recorded=b"PGDMP")
     result = run_playbook(

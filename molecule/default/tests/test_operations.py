@@ -79,12 +79,19 @@ def test_backup_survives_loss_of_stack_and_volume(target, workdir):
     empty.login(name, password)
     assert not empty.logged_in_as(name), "the redeployed database should be empty before the restore"
 
-    restore = target.run_playbook("playbooks/restore.yml", log=workdir / "restore.log", stack_restore_file=str(dump))
+    restore = target.run_playbook(
+        "playbooks/restore.yml", log=workdir / "restore.log", stack_restore_file=str(dump), stack_restore_confirm=True
+    )
     assert restore.ok, restore.tail()
     # The YAML callback folds long messages: match on whitespace-normalised output.
-    report = re.search(r"Restored \S+ into \S+ on \S+: (\d+) users", " ".join(restore.output.split()))
+    output = " ".join(restore.output.split())
+    report = re.search(r"Restored \S+ into \S+ on \S+: (\d+) users", output)
     assert report, restore.tail()
     assert int(report.group(1)) >= len(users)
+    # What the restore replaced (the empty database) was dumped first.
+    safety = re.search(r"The content before it: (\S+\.dump)", output)
+    assert safety and safety.group(1) != str(dump), restore.tail()
+    assert Path(safety.group(1)).read_bytes().startswith(b"PGDMP")
 
     for name, password in users:
         client = target.client()
