@@ -2,6 +2,7 @@
 
 import sys
 
+import pytest
 from loginapp_kit.playbook import write_inventory
 
 
@@ -35,6 +36,32 @@ def test_string_where_a_list_is_expected(run_playbook, tmp_path):
     inventory = write_inventory(tmp_path)
     result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"docker_engine_users": "bob"})
     assert_refused(result, 'docker_engine_users must be a list, got "bob"')
+
+
+def test_command_line_numbers_and_booleans_are_accepted(run_playbook, tmp_path):
+    # `-e name=value` gives strings; those that are exactly an int or a boolean word convert safely.
+    inventory = write_inventory(tmp_path, host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}})
+    assignments = [
+        "stack_app_replicas=3",
+        "stack_smoke_test=false",
+        "tls_renew_days=20",
+        "docker_engine_overlay_repair=yes",
+    ]
+    result = run_playbook("playbooks/preflight.yml", inventory, *[arg for a in assignments for arg in ("-e", a)])
+    assert result.ok, result.output
+
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("stack_app_replicas=three", 'stack_app_replicas must be a int, got "three"'),
+        ("stack_app_replicas=2.5", 'stack_app_replicas must be a int, got "2.5"'),
+        ("stack_smoke_test=maybe", 'stack_smoke_test must be a bool, got "maybe"'),
+    ],
+)
+def test_command_line_values_that_do_not_convert_are_refused(run_playbook, tmp_path, assignment, message):
+    result = run_playbook("playbooks/preflight.yml", write_inventory(tmp_path), "-e", assignment)
+    assert_refused(result, message)
 
 
 def test_unknown_choice(run_playbook, tmp_path):

@@ -3,6 +3,8 @@
 import re
 
 import pytest
+import yaml
+from loginapp_kit import REPO
 from loginapp_kit.deployment import settings
 from loginapp_kit.playbook import write_inventory
 
@@ -164,3 +166,22 @@ def test_shared_settings_are_one_edit_each(render, run_playbook, tmp_path):
     assert resolved["loginapp_managers"] == ["lead1", "lead2", "lead3"]
     assert resolved["loginapp_first_manager"] == "lead1"
     assert resolved["loginapp_db_hosts"] == ["lead2"]
+
+
+def test_values_typed_on_the_command_line_render_the_same(render_templates, tmp_path):
+    """`-e name=value` gives strings: each int and bool of the shared settings and the stack role, given as
+    a string of its default, renders exactly what the default renders."""
+    as_strings = {}
+    for role in ("loginapp", "stack"):
+        specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+        for entry_point in specs.values():
+            for name, spec in (entry_point.get("options") or {}).items():
+                if spec.get("type") == "int" and "default" in spec:
+                    as_strings[name] = str(spec["default"])
+                elif spec.get("type") == "bool" and "default" in spec:
+                    as_strings[name] = "yes" if spec["default"] else "no"
+    assert len(as_strings) > 20
+    _, stack, nginx_conf = render_templates(tmp_path / "typed")
+    run, *rendered = render_templates(tmp_path / "strings", **as_strings)
+    assert run.ok, run.output
+    assert rendered == [stack, nginx_conf]
