@@ -25,12 +25,11 @@ fi
 
 # Rewritten on every start, so clusters made by earlier versions (whose
 # superuser had the app's password) get it too: the superuser never logs in
-# over the network; every other role needs its scram-sha-256 password.
+# over the network; every other role needs its scram-sha-256 password. The
+# overlay network is IPv4 only, and no line admits IPv6.
 {
     echo "host all postgres 0.0.0.0/0 reject"
-    echo "host all postgres ::/0 reject"
     echo "host all all 0.0.0.0/0 scram-sha-256"
-    echo "host all all ::/0 scram-sha-256"
 } > "$PGDATA/pg_hba.conf"
 
 exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' \
