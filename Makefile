@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Debian packages the tests use (the project installs them; nothing by hand).
 TEST_PACKAGES := nginx-light chromium libnss3-tools wrk debootstrap
 
-.PHONY: help venv deploy engine tools test lint docs unit molecule bench teardown clean
+.PHONY: help venv deploy status engine tools test lint docs unit molecule bench teardown clean rotate-secret-key
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ teardown: venv ## Remove the stack (keeps data; add ARGS='-e stack_teardown_remo
 
 rotate-secret-key: venv ## Rotate the app's secret key on INVENTORY in two rolling updates; nobody is logged out
 	ansible-playbook -i $(INVENTORY) playbooks/rotate-secret-key.yml
+
+status: venv ## Nodes, services (replicas, image, last update), URLs, certificate expiry and last backup of INVENTORY
+	ansible-playbook -i $(INVENTORY) playbooks/status.yml
 
 engine: venv ## Install and start Docker on this machine (the hosts stage)
 	ansible-playbook -i inventory/local playbooks/hosts.yml

@@ -51,6 +51,22 @@ def backup(target, workdir: Path) -> Path:
     return Path(match.group(1))
 
 
+def test_status_reports_the_deployment(target, workdir):
+    """`make status` (playbooks/status.yml) says what runs, which version, where, and when the certificate expires."""
+    run = target.run_playbook("playbooks/status.yml", log=workdir / "status.log")
+    assert run.ok, run.tail()
+    text = " ".join(run.output.split())
+    assert re.search(r"node \S+: Ready, Active, Leader", text), run.tail()
+    for service in ("nginx", "app", "db"):
+        image = re.escape(target.service_image(service))
+        line = rf"service {target.service(service)}: (\d+)/\1 running, image {image}(@\S+)?, last update \w+"
+        assert re.search(line, text), f"no line for {service} in:\n{run.tail()}"
+    assert f"url: https://{target.host}/" in text, run.tail()
+    expiry = re.search(r"certificate: expires \S+ \S+ UTC, in (\d+) days", text)
+    assert expiry and 300 < int(expiry.group(1)) <= 365, run.tail()
+    assert "last backup: " in text, run.tail()
+
+
 def test_backup_survives_loss_of_stack_and_volume(target, workdir):
     """Users registered before a backup log in again after the stack and its volume are destroyed and restored."""
     users = [new_user() for _ in range(2)]
