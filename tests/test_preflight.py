@@ -105,6 +105,14 @@ def test_unreachable_host_stops_site_before_any_change(run_playbook, tmp_path):
     assert "docker_engine :" not in result.stdout, "the hosts stage ran despite an unreachable host"
 
 
+def test_check_mode_is_refused_before_any_stage(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}})
+    result = run_playbook("site.yml", inventory, "--check")
+    assert_refused(result, "Check mode (--check) is not supported", "make status")
+    assert "Gathering Facts" not in result.stdout, "hosts were contacted in check mode"
+    assert "docker_engine :" not in result.stdout, "the hosts stage ran in check mode"
+
+
 def test_example_inventory_passes_preflight(run_playbook):
     """The inventory the README tells operators to copy is valid (hosts reached locally here)."""
     local = {"ansible_connection": "local", "ansible_become": False, "ansible_python_interpreter": sys.executable}
