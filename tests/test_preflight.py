@@ -1,6 +1,9 @@
 """Bad inputs fail in the preflight stage, with a message naming the culprit."""
 
+import os
+import socket
 import sys
+from pathlib import Path
 
 import pytest
 from loginapp_kit.playbook import write_inventory
@@ -103,6 +106,17 @@ def test_unreachable_host_stops_site_before_any_change(run_playbook, tmp_path):
     result = run_playbook("site.yml", inventory)
     assert_refused(result, "fatal: [ghost]: UNREACHABLE!")
     assert "docker_engine :" not in result.stdout, "the hosts stage ran despite an unreachable host"
+
+
+def test_published_port_held_by_another_server_is_named(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}})
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        result = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"stack_https_port": port})
+    this_process = f"{Path(f'/proc/{os.getpid()}/comm').read_text().strip()} (pid {os.getpid()})"
+    assert_refused(result, f"Port {port} is in use by {this_process} on node1", "stack_https_port")
 
 
 def test_check_mode_is_refused_before_any_stage(run_playbook, tmp_path):
