@@ -65,6 +65,9 @@ def test_status_reports_the_deployment(target, workdir):
     expiry = re.search(r"certificate: expires \S+ \S+ UTC, in (\d+) days", text)
     assert expiry and 300 < int(expiry.group(1)) <= 365, run.tail()
     assert "last backup: " in text, run.tail()
+    # This run took no lock (status changes nothing); the deploys before it are in the audit log.
+    assert "deploy lock: free" in text, run.tail()
+    assert re.search(r"run: \S+ holder=\S+@\S+ pid=\d+ since=\S+ run=\S+ (started|finished ok)", text), run.tail()
 
 
 def test_backup_survives_loss_of_stack_and_volume(target, workdir):
@@ -125,6 +128,21 @@ def test_restore_refuses_a_damaged_dump(target, workdir):
     assert not run.ok
     assert run.says(f"Checksum mismatch for {damaged}"), run.tail()
     assert not run.says("Restore the dump"), run.tail()
+
+
+def test_nginx_conf_that_nginx_refuses_never_reaches_swarm(target, manager):
+    """A setting that passes preflight but that nginx rejects stops the run with nginx's own error, changing nothing."""
+    stack = target.settings["loginapp_stack_name"]
+    configs = f"docker config ls --filter name={stack}_nginx_conf --format '{{{{.Name}}}}'"
+    nginx_spec = f"docker service inspect --format '{{{{.Version.Index}}}}' {stack}_nginx"
+    before = manager.check_output(configs), manager.check_output(nginx_spec)
+    run = target.run_playbook("playbooks/stack.yml", stack_nginx_ssl_ciphers="NO-SUCH-CIPHER")
+    assert not run.ok
+    assert run.says("nginx refused the new nginx.conf"), run.tail()
+    assert run.says('SSL_CTX_set_cipher_list("NO-SUCH-CIPHER") failed'), run.tail()
+    assert not run.says("Deploy the stack"), run.tail()
+    assert (manager.check_output(configs), manager.check_output(nginx_spec)) == before
+    assert manager.check_output("ls /tmp | grep -c loginapp-nginx-check || true") == "0"
 
 
 def test_rolling_update_loses_no_request(target, workdir):

@@ -122,7 +122,13 @@ def write_inventory(directory: Path, managers=("node1",), workers=(), host_vars:
     managers_group, workers_group = groups
     inventory = {
         "all": {
-            "vars": {"ansible_become": False, **(group_vars or {})},
+            # The deploy lock and audit log of these hosts (this machine) stay in the test's directory.
+            "vars": {
+                "ansible_become": False,
+                "loginapp_lock_file": str(Path(directory) / "deploy.lock"),
+                "loginapp_audit_log": str(Path(directory) / "audit.log"),
+                **(group_vars or {}),
+            },
             "children": {managers_group: {"hosts": hosts(managers)}, workers_group: {"hosts": hosts(workers)}},
         }
     }
