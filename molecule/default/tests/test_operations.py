@@ -145,6 +145,23 @@ def test_nginx_conf_that_nginx_refuses_never_reaches_swarm(target, manager):
     assert manager.check_output("ls /tmp | grep -c loginapp-nginx-check || true") == "0"
 
 
+def test_old_image_versions_are_pruned_and_the_rollback_target_kept(target, manager, workdir):
+    """A run keeps, per image, the deployed version and the newest others up to images_keep_versions (3)."""
+    current = target.service_image("app")
+    repository = current.rsplit(":", 1)[0]
+    olds = [f"{repository}:prune-test-{n}" for n in range(4)]
+    for n, ref in enumerate(olds):
+        # A RUN step makes an image created now (a LABEL alone keeps the base's date); ages differ by a second at least.
+        manager.check_output(f"printf 'FROM {current}\\nRUN echo {n}\\n' | docker build -q -t {ref} - && sleep 1")
+    run = site(target, workdir, "prune")
+    assert run.ok, run.tail()
+    left = set(
+        manager.check_output(f"docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' {repository}").split()
+    )
+    assert {current, olds[3], olds[2]} <= left, left
+    assert not {olds[0], olds[1]} & left, left
+
+
 def test_rolling_update_loses_no_request(target, workdir):
     """A new app version rolls out through site.yml while steady traffic sees no error at all."""
     before = target.service_image("app")
