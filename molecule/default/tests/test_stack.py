@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import queue
+import secrets
 import socket
 import ssl
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -380,3 +385,39 @@ def test_users_survive_an_app_restart(new_client, target, credentials):
     dashboard = wait_for(logged_in, timeout=60, interval=3)
     assert dashboard, "login failed after the app's tasks were replaced"
     assert_dashboard(dashboard, target, username)
+
+
+# --- the operator's view --------------------------------------------------------------
+
+
+def test_logs_return_and_follow(https_client, target):
+    """`make logs` returns on every engine (20.10's `docker service logs` never does) and follows when asked."""
+    seen = f"/logs-probe-{secrets.token_hex(4)}"
+    https_client.get(seen)
+    run = subprocess.run(target.logs_command("nginx", "--since", "5m"), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert any(line.startswith("nginx.1.") and seen in line for line in run.stdout.splitlines()), run.stdout[-2000:]
+    assert "app." not in run.stdout, "only the service asked for"
+
+    follow = subprocess.Popen(
+        target.logs_command("nginx", "--since", "1s", "--follow"), stdout=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in follow.stdout], daemon=True).start()
+    try:
+        new = f"/logs-probe-{secrets.token_hex(4)}"
+        deadline, next_request = time.monotonic() + 30, 0.0
+        while True:
+            assert time.monotonic() < deadline, f"--follow printed no line with {new} within 30 s"
+            if time.monotonic() >= next_request:  # again each second: the follower may still be starting
+                https_client.get(new)
+                next_request = time.monotonic() + 1
+            try:
+                if new in lines.get(timeout=0.5):
+                    break
+            except queue.Empty:
+                pass
+        assert follow.poll() is None, "--follow should keep running"
+    finally:
+        follow.terminate()
+        follow.wait(timeout=10)

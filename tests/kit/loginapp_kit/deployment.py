@@ -129,6 +129,10 @@ class Target:
         """A playbook of the repository against this deployment, with its extra variables."""
         return run_playbook(playbook, self.inventory, {**self.extra_vars, **extra_vars}, *args, log=log)
 
+    def logs_command(self, *args: str) -> list[str]:
+        """`make logs` (bin/loginapp-logs) against this deployment, with ``args``."""
+        return [str(REPO / "bin" / "loginapp-logs"), "-i", str(self.inventory), *args]
+
     # --- commands on the nodes ---------------------------------------------------------
 
     def run_on(self, node: str, *argv: str, check: bool = True, timeout: float = 300) -> str:
