@@ -6,6 +6,9 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 INVENTORY ?= inventory/local
+# make logs: which services, from when.
+SERVICE ?=
+SINCE ?= 10m
 SCENARIOS ?= docker_engine swarm default
 # Parallel pytest processes for `make unit` (pytest-xdist); CI machines have 2 cores.
 UNIT_WORKERS ?= 2
@@ -16,7 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Debian packages the tests use (the project installs them; nothing by hand).
 TEST_PACKAGES := nginx-light chromium libnss3-tools wrk debootstrap
 
-.PHONY: help venv deploy status engine tools test lint docs unit molecule bench teardown clean rotate-secret-key
+.PHONY: help venv deploy status engine tools test lint docs unit molecule bench teardown clean rotate-secret-key rollback logs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +42,12 @@ teardown: venv ## Remove the stack (keeps data; add ARGS='-e stack_teardown_remo
 
 rotate-secret-key: venv ## Rotate the app's secret key on INVENTORY in two rolling updates; nobody is logged out
 	ansible-playbook -i $(INVENTORY) playbooks/rotate-secret-key.yml
+
+logs: venv ## Logs of the task containers on every node: SERVICE=nginx|app|db (default all), SINCE=10m, FOLLOW=1
+	bin/loginapp-logs -i $(INVENTORY) $(SERVICE) --since $(SINCE) $(if $(FOLLOW),--follow)
+
+rollback: venv ## Roll the app back to the version deployed before the running one (zero-downtime, smoke-tested)
+	ansible-playbook -i $(INVENTORY) playbooks/rollback.yml $(ARGS)
 
 status: venv ## Nodes, services (replicas, image, last update), URLs, certificate expiry and last backup of INVENTORY
 	ansible-playbook -i $(INVENTORY) playbooks/status.yml

@@ -145,6 +145,16 @@ def test_nginx_conf_that_nginx_refuses_never_reaches_swarm(target, manager):
     assert manager.check_output("ls /tmp | grep -c loginapp-nginx-check || true") == "0"
 
 
+def test_app_image_missing_on_a_node_is_refused(target):
+    """stack_app_image (what a rollback deploys) must be on every node: else the run stops before any change."""
+    before = target.service_spec("app")
+    run = target.run_playbook("playbooks/stack.yml", stack_app_image="loginapp/app:never-built")
+    assert not run.ok
+    assert run.says("The app image loginapp/app:never-built is not on"), run.tail()
+    assert not run.says("Deploy the stack"), run.tail()
+    assert target.service_spec("app") == before
+
+
 def test_old_image_versions_are_pruned_and_the_rollback_target_kept(target, manager, workdir):
     """A run keeps, per image, the deployed version and the newest others up to images_keep_versions (3)."""
     current = target.service_image("app")
@@ -153,7 +163,7 @@ def test_old_image_versions_are_pruned_and_the_rollback_target_kept(target, mana
     for n, ref in enumerate(olds):
         # A RUN step makes an image created now (a LABEL alone keeps the base's date); ages differ by a second at least.
         manager.check_output(f"printf 'FROM {current}\\nRUN echo {n}\\n' | docker build -q -t {ref} - && sleep 1")
-    run = site(target, workdir, "prune")
+    run = target.run_playbook("playbooks/images.yml", log=workdir / "images.log")
     assert run.ok, run.tail()
     left = set(
         manager.check_output(f"docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' {repository}").split()
@@ -162,8 +172,9 @@ def test_old_image_versions_are_pruned_and_the_rollback_target_kept(target, mana
     assert not {olds[0], olds[1]} & left, left
 
 
-def test_rolling_update_loses_no_request(target, workdir):
-    """A new app version rolls out through site.yml while steady traffic sees no error at all."""
+def test_rolling_update_and_rollback_lose_no_request(target, workdir):
+    """A new app version rolls out through site.yml, then `make rollback` brings the previous one back; steady traffic
+    sees no error at all."""
     before = target.service_image("app")
     tree = copy_app_tree(workdir / "app-next", f"rolling update test {time.time()}")
     with target.load(LOAD_WORKERS) as load:
@@ -176,6 +187,16 @@ def test_rolling_update_loses_no_request(target, workdir):
     assert load.ok > 0
     assert load.failed == 0, f"requests lost during the rolling update: {load.summary()}"
 
+    with target.load(LOAD_WORKERS) as load:
+        rollback = target.run_playbook("playbooks/rollback.yml", log=workdir / "rollback.log")
+    print(f"rollback.yml: rc={rollback.returncode} in {rollback.duration:.0f} s; {load.summary()}")
+    assert rollback.ok, rollback.tail()
+    assert rollback.says(f"Rolling the app back: {after} -> {before}"), rollback.tail()
+    assert target.service_image("app") == before
+    assert target.running_images("app") == {before}
+    assert load.ok > 0
+    assert load.failed == 0, f"requests lost during the rollback: {load.summary()}"
+
 
 def test_broken_version_is_rolled_back_without_downtime(target, workdir):
     """A version that never becomes healthy is rolled back by Swarm; the old one serves throughout."""
@@ -186,6 +207,9 @@ def test_broken_version_is_rolled_back_without_downtime(target, workdir):
     print(load.summary())
     assert not run.ok, "site.yml should fail when Swarm rolls the update back"
     assert run.says("was rolled back"), run.tail()
+    # This deploy's failures only, with the failing task's own words (tests/kit apptree's broken entrypoint).
+    assert re.search(r"app: \d+ failed, the newest with: task: non-zero exit \(1\)", run.output), run.tail()
+    assert run.says("broken build: refusing to start"), run.tail()
     assert target.service_image("app") == before
     assert target.running_images("app") == {before}
     assert load.ok > 0
