@@ -19,7 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Debian packages the tests use (the project installs them; nothing by hand).
 TEST_PACKAGES := nginx-light chromium libnss3-tools wrk debootstrap
 
-.PHONY: help venv deploy status engine tools test lint docs unit molecule bench teardown clean rotate-secret-key rollback logs
+.PHONY: help venv deploy status engine tools test lint docs unit molecule bench teardown clean rotate-secret-key rollback logs backup restore
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,7 +43,15 @@ teardown: venv ## Remove the stack (keeps data; add ARGS='-e stack_teardown_remo
 rotate-secret-key: venv ## Rotate the app's secret key on INVENTORY in two rolling updates; nobody is logged out
 	ansible-playbook -i $(INVENTORY) playbooks/rotate-secret-key.yml
 
-logs: venv ## Logs of the task containers on every node: SERVICE=nginx|app|db (default all), SINCE=10m, FOLLOW=1
+backup: venv ## Dump the database now, read back and checksummed, to the controller (<state dir>/backups)
+	ansible-playbook -i $(INVENTORY) playbooks/backup.yml $(ARGS)
+
+restore: venv ## Replace the database with BACKUP=file.dump (a safety dump first); without CONFIRM=yes it only checks
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=path/to/file.dump [CONFIRM=yes]" >&2; exit 2; }
+	ansible-playbook -i $(INVENTORY) playbooks/restore.yml -e stack_restore_file=$(abspath $(BACKUP)) \
+	  $(if $(filter yes,$(CONFIRM)),-e stack_restore_confirm=true) $(ARGS)
+
+logs: venv ## Logs of the task containers on every node: SERVICE=nginx|app|db|backup (default all), SINCE=10m, FOLLOW=1
 	bin/loginapp-logs -i $(INVENTORY) $(SERVICE) --since $(SINCE) $(if $(FOLLOW),--follow)
 
 rollback: venv ## Roll the app back to the version deployed before the running one (zero-downtime, smoke-tested)

@@ -25,7 +25,7 @@ def tool_module():
 def test_unknown_service_is_refused(tmp_path):
     result = logs("-i", str(write_inventory(tmp_path)), "ngnix")
     assert result.returncode == 2
-    assert "unknown service ngnix: choose from nginx, app, db" in result.stderr
+    assert "unknown service ngnix: choose from nginx, app, db, backup" in result.stderr
 
 
 def test_inventory_without_hosts_is_refused(tmp_path):

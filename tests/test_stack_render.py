@@ -70,7 +70,7 @@ def test_app_shape(render):
 def test_every_service_has_a_pids_limit(render):
     _, stack, _ = render()
     limits = {name: service["deploy"]["resources"]["limits"].get("pids") for name, service in stack["services"].items()}
-    assert limits == {"nginx": 512, "app": 256, "db": 256}
+    assert limits == {"nginx": 512, "app": 256, "db": 256, "backup": 32}
 
 
 def test_old_cli_gets_no_pids_limit(render):
@@ -88,6 +88,23 @@ def test_db_is_pinned_with_a_volume(render):
     assert db["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
 
 
+def test_backups_are_scheduled_on_the_database_node(render):
+    _, stack, _ = render()
+    backup = stack["services"]["backup"]
+    assert backup["image"] == stack["services"]["db"]["image"]
+    assert backup["deploy"]["replicas"] == 1
+    assert backup["deploy"]["placement"] == stack["services"]["db"]["deploy"]["placement"]
+    assert {"type": "volume", "source": "db-backups", "target": "/backups"} in backup["volumes"]
+    assert backup["environment"]["BACKUP_INTERVAL"] == "86400" and backup["environment"]["BACKUP_KEEP"] == "7"
+    assert [s["source"] for s in backup["secrets"]] == ["db_password"]
+    assert backup["healthcheck"] == {"disable": True}
+
+
+def test_backups_can_be_turned_off(render):
+    _, stack, _ = render(stack_backup_interval=0)
+    assert stack["services"]["backup"]["deploy"]["replicas"] == 0
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "message"),
     [
@@ -101,6 +118,8 @@ def test_db_is_pinned_with_a_volume(render):
         ({"stack_nginx_proxy_read_timeout": "30 sec"}, "stack_nginx_proxy_read_timeout is '30 sec': give a time"),
         ({"tls_mode": "letsencrypt"}, "tls_mode must be one of: selfsigned, provided"),
         ({"stack_app_replicas": "two"}, "stack_app_replicas must be a int"),
+        ({"stack_backup_keep": 0}, "stack_backup_keep (0) at least 1"),
+        ({"stack_backup_memory": "1 GB"}, "stack_backup_memory is '1 GB'"),
     ],
 )
 def test_bad_inputs_fail_in_preflight(run_playbook, tmp_path, extra_vars, message):

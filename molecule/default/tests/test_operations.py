@@ -57,7 +57,7 @@ def test_status_reports_the_deployment(target, workdir):
     assert run.ok, run.tail()
     text = " ".join(run.output.split())
     assert re.search(r"node \S+: Ready, Active, Leader", text), run.tail()
-    for service in ("nginx", "app", "db"):
+    for service in ("nginx", "app", "db", "backup"):
         image = re.escape(target.service_image(service))
         line = rf"service {target.service(service)}: (\d+)/\1 running, image {image}(@\S+)?, last update \w+"
         assert re.search(line, text), f"no line for {service} in:\n{run.tail()}"
@@ -65,6 +65,7 @@ def test_status_reports_the_deployment(target, workdir):
     expiry = re.search(r"certificate: expires \S+ \S+ UTC, in (\d+) days", text)
     assert expiry and 300 < int(expiry.group(1)) <= 365, run.tail()
     assert "last backup: " in text, run.tail()
+    assert re.search(r"scheduled backups: every \d+ s, \d+ kept on \S+(, newest \S+\.dump)?", text), run.tail()
     # This run took no lock (status changes nothing); the deploys before it are in the audit log.
     assert "deploy lock: free" in text, run.tail()
     assert re.search(r"run: \S+ holder=\S+@\S+ pid=\d+ since=\S+ run=\S+ (started|finished ok)", text), run.tail()

@@ -21,12 +21,15 @@ from pathlib import Path
 import pytest
 from loginapp_kit.wait import wait_for
 
-SERVICES = ["nginx", "app", "db"]
+SERVICES = ["nginx", "app", "db", "backup"]
+# The backup service runs the db image as the same user, and no server to check.
+HEALTH_CHECKED = ["nginx", "app", "db"]
 # Where each service reads its secrets (files under /run/secrets, never env values).
 SECRET_TARGETS = {
     "app": {"secret_key", "secret_key_fallbacks", "db_password"},
     "db": {"db_password"},
     "nginx": {"tls_cert", "tls_key"},
+    "backup": {"db_password"},
 }
 MIB = 1024 * 1024
 NANO = 10**9
@@ -38,7 +41,8 @@ NANO = 10**9
 @pytest.fixture(scope="module")
 def uids(target):
     """The users each service runs as (shared settings, baked into the images)."""
-    return {service: str(target.settings[f"loginapp_{service}_uid"]) for service in SERVICES}
+    uids = {service: str(target.settings[f"loginapp_{service}_uid"]) for service in HEALTH_CHECKED}
+    return {**uids, "backup": uids["db"]}
 
 
 def test_every_service_runs_its_replicas(target):
@@ -53,7 +57,8 @@ def test_every_service_runs_its_replicas(target):
     # "1/1 (max 1 per node)" for nginx: compare the counts only.
     replicas = {name: counts.split(" ")[0] for name, counts in (line.split(" ", 1) for line in out.splitlines())}
     # One node: nginx is capped at one replica (host-mode ports), the app keeps 2.
-    assert replicas == {target.service("nginx"): "1/1", target.service("app"): "2/2", target.service("db"): "1/1"}
+    expected = {"nginx": "1/1", "app": "2/2", "db": "1/1", "backup": "1/1"}
+    assert replicas == {target.service(name): count for name, count in expected.items()}
 
 
 @pytest.mark.parametrize(
@@ -72,7 +77,7 @@ def test_limits_and_reservations(target, service, cpus, memory, cpus_reserved, m
     assert resources["Reservations"]["MemoryBytes"] == memory_reserved * MIB
 
 
-PIDS = {"nginx": 512, "app": 256, "db": 256}  # the stack role's defaults
+PIDS = {"nginx": 512, "app": 256, "db": 256, "backup": 32}  # the stack role's defaults
 
 
 def test_cli_can_express_pids_limits(manager):
@@ -100,7 +105,7 @@ def test_hardened_container_spec(target, service):
     assert container.get("CapabilityDrop") == ["ALL"]
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", HEALTH_CHECKED)
 def test_containers_are_healthy(manager, target, service):
     # Stack healthchecks for nginx and app, the image's HEALTHCHECK for the db.
     status = manager.check_output(f"docker inspect --format '{{{{.State.Health.Status}}}}' {target.container(service)}")
@@ -177,7 +182,7 @@ def test_secrets_are_files_not_environment(target, uids, service):
 
 @pytest.mark.parametrize(
     "service, secret",
-    [("app", "secret_key"), ("app", "db_password"), ("db", "db_password")],
+    [("app", "secret_key"), ("app", "db_password"), ("db", "db_password"), ("backup", "db_password")],
 )
 def test_secret_values_only_in_the_mounted_files(manager, target, service, secret):
     value = (Path(target.outputs("stack")["stack_secrets_dir"]) / secret).read_text().split()[0]
@@ -421,3 +426,28 @@ def test_logs_return_and_follow(https_client, target):
     finally:
         follow.terminate()
         follow.wait(timeout=10)
+
+
+def test_scheduled_backups_are_read_back_and_pruned(manager, target):
+    """The backup service dumps on schedule, keeps the newest BACKUP_KEEP dumps, each with a matching .sha256."""
+    env = dict(e.split("=", 1) for e in target.service_spec("backup")["TaskTemplate"]["ContainerSpec"]["Env"])
+    interval, keep = int(env["BACKUP_INTERVAL"]), int(env["BACKUP_KEEP"])
+    assert interval <= 60, "the scenario schedules dumps often enough to watch (molecule.yml)"
+    directory = manager.check_output(f"docker volume inspect --format '{{{{.Mountpoint}}}}' {target.stack}_db-backups")
+
+    def dumps() -> list[str]:
+        return sorted(manager.check_output(f"ls -1 {directory} | grep '[.]dump$' || true").split())
+
+    def log() -> str:
+        return manager.check_output(f"docker logs {target.container('backup')} 2>&1")
+
+    before = dumps()
+    assert wait_for(lambda: dumps() and dumps()[-1] not in before, interval * 3 + 30), f"no new dump: {before}"
+    # Pruned once the service has made more than keep dumps.
+    assert wait_for(lambda: "removed" in log(), interval * (keep + 2) + 30), log()
+    kept = dumps()
+    assert len(kept) == keep, kept
+    checksums = " ".join(f"{dump}.sha256" for dump in kept)
+    assert manager.run(f"cd {directory} && sha256sum -c {checksums}").rc == 0
+    newest = manager.run(f"docker exec {target.container('backup')} pg_restore --list /backups/{kept[-1]}")
+    assert newest.rc == 0 and "TABLE public users" in newest.stdout, newest.stderr

@@ -1,0 +1,41 @@
+#!/bin/sh
+# The stack's backup service: every BACKUP_INTERVAL seconds a pg_dump -Fc of
+# the app's database (PGHOST, PGUSER, PGDATABASE) into BACKUP_DIR. A dump
+# counts only once pg_restore --list reads it back; it gets a .sha256 beside
+# it, and the newest BACKUP_KEEP dumps are kept. A failed dump is retried
+# after BACKUP_RETRY seconds (the database may still be starting).
+set -eu
+: "${BACKUP_DIR:=/backups}" "${BACKUP_INTERVAL:=86400}" "${BACKUP_KEEP:=7}" "${BACKUP_RETRY:=30}"
+: "${BACKUP_PREFIX:=loginapp}" "${DB_PASSWORD_FILE:=/run/secrets/db_password}"
+umask 077
+# The password reaches libpq through a file in tmpfs, never the environment.
+PGPASSFILE="${TMPDIR:-/tmp}/pgpass"
+printf '*:*:*:*:%s\n' "$(sed 's/[\\:]/\\&/g' "$DB_PASSWORD_FILE")" > "$PGPASSFILE"
+export PGPASSFILE
+# A dump cut short by a stop is never kept.
+rm -f "$BACKUP_DIR"/.partial-*
+# PID 1 gets no default signal handling: stop at once when Swarm asks (the
+# image's STOPSIGNAL is SIGINT), also while sleeping.
+trap 'exit 0' INT TERM
+pause() { sleep "$1" & wait $!; }
+
+while :; do
+    name="$BACKUP_PREFIX-$(date -u +%Y%m%dT%H%M%SZ).dump"
+    partial="$BACKUP_DIR/.partial-$name"
+    if pg_dump -Fc --no-password -f "$partial" && pg_restore --list "$partial" >/dev/null; then
+        mv "$partial" "$BACKUP_DIR/$name"
+        (cd "$BACKUP_DIR" && sha256sum "$name" > "$name.sha256")
+        echo "backup: $name, $(wc -c < "$BACKUP_DIR/$name") bytes, read back"
+        # Names sort by time: keep the newest BACKUP_KEEP.
+        ls -1 "$BACKUP_DIR" | grep -E "^$BACKUP_PREFIX-[0-9]{8}T[0-9]{6}Z\.dump\$" | sort -r \
+            | tail -n +"$((BACKUP_KEEP + 1))" | while read -r old; do
+                rm -f "$BACKUP_DIR/$old" "$BACKUP_DIR/$old.sha256"
+                echo "backup: removed $old (keeping $BACKUP_KEEP)"
+            done
+        pause "$BACKUP_INTERVAL"
+    else
+        rm -f "$partial"
+        echo "backup: $name failed; trying again in $BACKUP_RETRY s" >&2
+        pause "$BACKUP_RETRY"
+    fi
+done
