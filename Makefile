@@ -46,9 +46,10 @@ rotate-secret-key: venv ## Rotate the app's secret key on INVENTORY in two rolli
 backup: venv ## Dump the database now, read back and checksummed, to the controller (<state dir>/backups)
 	ansible-playbook -i $(INVENTORY) playbooks/backup.yml $(ARGS)
 
-restore: venv ## Replace the database with BACKUP=file.dump (a safety dump first); without CONFIRM=yes it only checks
-	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=path/to/file.dump [CONFIRM=yes]" >&2; exit 2; }
-	ansible-playbook -i $(INVENTORY) playbooks/restore.yml -e stack_restore_file=$(abspath $(BACKUP)) \
+restore: venv ## Replace the database with BACKUP=file.dump or SCHEDULED=name.dump (a safety dump first); without CONFIRM=yes it only checks
+	@test -n "$(BACKUP)$(SCHEDULED)" || { echo "usage: make restore BACKUP=path/to/file.dump|SCHEDULED=name.dump [CONFIRM=yes]" >&2; exit 2; }
+	ansible-playbook -i $(INVENTORY) playbooks/restore.yml \
+	  $(if $(BACKUP),-e stack_restore_file=$(abspath $(BACKUP))) $(if $(SCHEDULED),-e stack_restore_scheduled=$(SCHEDULED)) \
 	  $(if $(filter yes,$(CONFIRM)),-e stack_restore_confirm=true) $(ARGS)
 
 logs: venv ## Logs of the task containers on every node: SERVICE=nginx|app|db|backup (default all), SINCE=10m, FOLLOW=1

@@ -25,9 +25,11 @@ def dump_with_checksum(tmp_path, content, recorded):
     return dump
 
 
-def test_restore_needs_a_file(run_playbook, tmp_path):
-    result = run_playbook("playbooks/restore.yml", db_inventory(tmp_path))
-    refused(result, "missing required arguments: stack_restore_file")
+def test_restore_needs_exactly_one_dump(run_playbook, tmp_path):
+    named = "Name the dump to restore with exactly one of stack_restore_file"
+    refused(run_playbook("playbooks/restore.yml", db_inventory(tmp_path)), named)
+    both = {"stack_restore_file": str(tmp_path / "a.dump"), "stack_restore_scheduled": "loginapp-b.dump"}
+    refused(run_playbook("playbooks/restore.yml", db_inventory(tmp_path), extra_vars=both), named)
 
 
 def test_restore_names_a_missing_dump(run_playbook, tmp_path):

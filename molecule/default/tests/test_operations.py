@@ -119,6 +119,47 @@ def test_backup_survives_loss_of_stack_and_volume(target, workdir):
         assert client.logged_in_as(name), f"{name} cannot log in after the restore"
 
 
+def test_scheduled_dump_is_restored_by_name(target, manager, workdir):
+    """A dump of the backup service, named as `make status` shows it, is fetched, checked and restored."""
+    kept, registered_after = new_user(), new_user()
+    target.client().register(*kept)
+    directory = manager.check_output(f"docker volume inspect --format '{{{{.Mountpoint}}}}' {target.stack}_db-backups")
+    registered = manager.check_output("date -u +%Y%m%dT%H%M%SZ")
+    dump = f"{target.stack}-{registered}.dump"  # the backup service's names sort by time
+
+    def newer_dump() -> str | None:
+        names = sorted(manager.check_output(f"ls -1 {directory} | grep '[.]dump$' || true").split())
+        newest = names[-1] if names and names[-1] > dump else None
+        return newest if newest and manager.file(f"{directory}/{newest}.sha256").exists else None
+
+    env = dict(e.split("=", 1) for e in target.service_spec("backup")["TaskTemplate"]["ContainerSpec"]["Env"])
+    deadline = time.monotonic() + int(env["BACKUP_INTERVAL"]) * 2 + 30
+    while not newer_dump():
+        assert time.monotonic() < deadline, "the backup service made no dump after the registration"
+        time.sleep(2)
+    scheduled = newer_dump()
+    target.client().register(*registered_after)
+
+    unknown = target.run_playbook("playbooks/restore.yml", stack_restore_scheduled="no-such.dump")
+    assert not unknown.ok
+    assert unknown.says("No scheduled dump named no-such.dump"), unknown.tail()
+    assert unknown.says(scheduled), "the refusal lists the dumps there are"
+    unconfirmed = target.run_playbook("playbooks/restore.yml", stack_restore_scheduled=scheduled)
+    assert not unconfirmed.ok
+    assert unconfirmed.says("is a valid dump"), unconfirmed.tail()
+
+    restore = target.run_playbook(
+        "playbooks/restore.yml", log=workdir / "restore.log", stack_restore_scheduled=scheduled,
+        stack_restore_confirm=True,
+    )  # fmt: skip
+    assert restore.ok, restore.tail()
+    assert restore.says(f"scheduled/{scheduled} into"), restore.tail()
+    for (name, password), present in ((kept, True), (registered_after, False)):
+        client = target.client()
+        client.login(name, password)
+        assert client.logged_in_as(name) is present, f"{name}: registered {'before' if present else 'after'} the dump"
+
+
 def test_restore_refuses_a_damaged_dump(target, workdir):
     """A dump that no longer matches its .sha256 is refused before anything is touched."""
     dump = backup(target, workdir)
