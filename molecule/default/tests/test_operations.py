@@ -72,7 +72,10 @@ def test_status_reports_the_deployment(target, workdir):
 
 
 def test_backup_survives_loss_of_stack_and_volume(target, workdir):
-    """Users registered before a backup log in again after the stack and its volume are destroyed and restored."""
+    """Users registered before a backup log in again after the stack and its volume are destroyed and restored.
+
+    The first redeploy uses a wrong app image: it fails fast, with the cause.
+    """
     users = [new_user() for _ in range(2)]
     for name, password in users:
         target.client().register(name, password)
@@ -88,9 +91,18 @@ def test_backup_survives_loss_of_stack_and_volume(target, workdir):
     assert dump.read_bytes().startswith(b"PGDMP"), "not a pg_dump custom-format archive"
 
     # Disaster: the stack and the database's volume are gone.
+    not_an_app = target.service_image("nginx")
     target.remove_stack_and_volume()
     with pytest.raises(OSError):
         target.client(timeout=5).get("/healthz")
+
+    # The first deploy after it, with an image that cannot run as the app, stops as soon as the app's
+    # tasks keep failing the same way (Swarm has no earlier version to roll back to), and says why.
+    wrong = target.run_playbook("playbooks/stack.yml", log=workdir / "wrong.log", stack_app_image=not_an_app)
+    assert not wrong.ok
+    assert wrong.says("app keeps failing: its last 3 tasks since this deploy failed with"), wrong.tail()
+    assert wrong.says("stopped waiting: Swarm would restart app forever"), wrong.tail()
+    assert re.search(r"Last lines of the newest failed app task \(on \S+\):\s+nginx: \[", wrong.output), wrong.tail()
 
     redeploy = site(target, workdir, "redeploy")
     assert redeploy.ok, redeploy.tail()

@@ -1,0 +1,124 @@
+"""What the convergence wait concludes from one poll of the swarm (roles/stack/tasks/wait.yml).
+
+The role's own variables judge lines written exactly as the Docker CLI prints
+them: a service Swarm is not updating that fails the same way three times
+stops the wait at once; a service Swarm is updating is left to Swarm's
+rollback; failures from before this deploy never count. One playbook run
+judges every poll below.
+"""
+
+import json
+
+import pytest
+from loginapp_kit.playbook import run_playbook, write_inventory
+
+STARTED = "2026-12-03T12:00:00"
+BEFORE = ["loginapp_app loginapp/app:old", "loginapp_db loginapp/db:cccc"]
+EXIT_1 = "task: non-zero exit (1)"
+NO_IMAGE = "No such image: loginapp/app:new"
+
+
+def failure(service, second, error=EXIT_1, state="failed", container="c", image="loginapp/app:new"):
+    """A task line as the wait prints it: failure|service|Status.Timestamp|state|image|error|container."""
+    return f'failure|{service}|"2026-12-03T12:00:{second:02d}.123456789Z"|{state}|{image}|{error}|{container}{second}'
+
+
+def services(app_state="none", app_running="0/2"):
+    """The replica and update lines: the app new (no update status) or in the given update state."""
+    app_started = "-" if app_state == "none" else '"2026-12-03T12:00:01.5Z"'
+    return [
+        f"loginapp_app {app_running}",
+        "loginapp_db 1/1",
+        f"loginapp_app loginapp/app:new {app_started} {app_state}",
+        'loginapp_db loginapp/db:cccc "2026-12-03T11:00:00Z" completed',
+    ]
+
+
+THREE_EXITS = [failure("app", 3), failure("app", 6), failure("app", 9)]
+POLLS = {
+    "three_same": [*services(), *THREE_EXITS],
+    "two_same": [*services(), failure("app", 3), failure("app", 6)],
+    "changing": [*services(), failure("app", 3), failure("app", 6, "task: non-zero exit (137)"), failure("app", 9)],
+    "rejected": [*services(), *(failure("app", s, NO_IMAGE, state="rejected", container="") for s in (3, 6, 9))],
+    "updating": [*services(app_state="updating"), *THREE_EXITS],
+    "rollback_started": [*services(app_state="rollback_started"), *THREE_EXITS],
+    "rollback_completed": [*services(app_state="rollback_completed"), *THREE_EXITS],
+    "old_failures": [
+        *services(),
+        *(f'failure|app|"2026-12-03T11:59:{s}.5Z"|failed|loginapp/app:new|{EXIT_1}|old{s}' for s in (10, 20, 30)),
+        failure("app", 3),
+    ],
+    # Before the update registers, tasks of the image being replaced may still fail.
+    "old_image": [*services(), *(failure("app", s, image="loginapp/app:old") for s in (3, 6, 9)), failure("app", 12)],
+    "error_with_bar": [*services(), *(failure("app", s, "starting container failed: a|b") for s in (3, 6, 9))],
+    "shutdown_only": [*services(), failure("app", 3, "", state="shutdown")],
+    "converged": [*services(app_state="completed", app_running="2/2"), failure("app", 3, "", state="shutdown")],
+}
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory):
+    """Each poll's verdict: converged, rolled_back, failing, failures, summary."""
+    directory = tmp_path_factory.mktemp("wait")
+    inventory = write_inventory(directory, host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}})
+    before = {"stdout_lines": [STARTED, *BEFORE]}
+    polls = {
+        name: {"stack_status": {"rc": 0, "stdout_lines": lines}, "stack_before_deploy": before}
+        for name, lines in POLLS.items()
+    }
+    run = run_playbook(
+        "tests/render/wait_verdict.yml", inventory, {"render_dir": str(directory), "render_polls": polls},
+        facts_dir=directory / "facts",
+    )  # fmt: skip
+    assert run.ok, run.output
+    return {name: json.loads((directory / f"{name}.json").read_text()) for name in POLLS}
+
+
+def test_a_service_failing_the_same_way_three_times_stops_the_wait(verdicts):
+    verdict = verdicts["three_same"]
+    assert verdict["failing"] == ["app"]
+    assert not verdict["converged"] and not verdict["rolled_back"]
+    assert verdict["failures"]["app"]["count"] == 3
+    assert verdict["failures"]["app"]["error"] == EXIT_1
+    assert verdict["failures"]["app"]["container"] == "c9", "the newest failed task's container"
+
+
+def test_two_failures_or_changing_errors_keep_it_waiting(verdicts):
+    assert verdicts["two_same"]["failing"] == []
+    assert verdicts["changing"]["failing"] == []
+    assert verdicts["changing"]["failures"]["app"]["count"] == 3
+
+
+def test_rejected_tasks_count_like_failed_ones(verdicts):
+    assert verdicts["rejected"]["failing"] == ["app"]
+    assert verdicts["rejected"]["failures"]["app"]["error"] == NO_IMAGE
+
+
+def test_a_service_swarm_is_updating_is_left_to_swarms_rollback(verdicts):
+    for state in ("updating", "rollback_started"):
+        assert verdicts[state]["failing"] == [], state
+        assert not verdicts[state]["rolled_back"], state
+    assert verdicts["rollback_completed"]["rolled_back"]
+
+
+def test_only_failures_of_the_current_image_stop_it(verdicts):
+    assert verdicts["old_image"]["failing"] == []
+    assert verdicts["old_image"]["failures"]["app"]["count"] == 4, "all of this deploy's failures are reported"
+    assert verdicts["error_with_bar"]["failing"] == ["app"]
+    assert verdicts["error_with_bar"]["failures"]["app"]["error"] == "starting container failed: a|b"
+
+
+def test_failures_from_before_this_deploy_do_not_count(verdicts):
+    assert verdicts["old_failures"]["failing"] == []
+    assert verdicts["old_failures"]["failures"]["app"]["count"] == 1
+    # Tasks shut down by an update are not failures.
+    assert verdicts["shutdown_only"]["failures"] == {}
+
+
+def test_converged_stack_and_its_summary(verdicts):
+    verdict = verdicts["converged"]
+    assert verdict["converged"] and verdict["failing"] == []
+    assert verdict["summary"][:2] == [
+        "app: loginapp/app:old -> loginapp/app:new, rolled, 2/2 running",
+        "db: loginapp/db:cccc, unchanged, 1/1 running",
+    ]
