@@ -19,10 +19,11 @@ Everything in the table is measured in this one run, on this machine:
   run (bare host) is measured by bench/cluster_bench.py on the Molecule
   `default` scenario's host, not here.
 
-The stack is deployed (site.yml) first if needed, with nginx's per-IP limit on
-POST /login raised (loginapp_kit.deployment.RELAXED_RATE_LIMIT, which
-Target.local() applies) so wrk measures the app, not the 429 page; re-run
-site.yml without it to restore the default limit. Needs wrk (apt-get install
+The stack is deployed (site.yml) first if needed, with nginx's per-IP limits
+on POST /login and on requests in progress lifted
+(loginapp_kit.deployment.RELAXED_RATE_LIMIT, which Target.local() applies) so
+wrk measures the app, not the 429 page; re-run site.yml without it to restore
+the default limits. Needs wrk (apt-get install
 -y wrk). About 5 minutes.
 """
 

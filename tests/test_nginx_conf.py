@@ -7,6 +7,7 @@ nginx on free ports in front of a tiny Python upstream that echoes the
 request headers).
 """
 
+import concurrent.futures
 import datetime as dt
 import http.client
 import json
@@ -79,6 +80,12 @@ def make_pki(directory):
     )
 
 
+# /slow* requests stay in progress this long (the per-client request limit test).
+SLOW_SECONDS = 2
+# The live nginx's per-client limit of requests in progress (shipped: the role's default).
+LIVE_CLIENT_REQUESTS = 3
+
+
 class EchoUpstream(BaseHTTPRequestHandler):
     """Stands in for gunicorn: answers 200 with the headers it received."""
 
@@ -86,6 +93,8 @@ class EchoUpstream(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        if self.path.startswith("/slow"):
+            time.sleep(SLOW_SECONDS)
         body = json.dumps({"path": self.path, "method": self.command, "headers": dict(self.headers)}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -122,6 +131,7 @@ def rendered(tmp_path_factory, render_templates):
         stack_nginx_static_root=str(work / "static") + "/",
         stack_nginx_access_log=str(work / "access.log"),
         stack_nginx_worker_processes="1",
+        stack_nginx_client_requests=LIVE_CLIENT_REQUESTS,
         stack_nginx_resolver="127.0.0.1",
         stack_app_service="127.0.0.1",
         loginapp_app_port=ports["upstream"],
@@ -204,6 +214,10 @@ def test_shipped_config_routing(rendered):
         conf,
     )
     assert directives(conf, "limit_req_zone") == ["$login_limit_key zone=login:10m rate=10r/m"]
+    # Requests in progress per client address, on both ports; 0 turns it off.
+    assert directives(conf, "limit_conn_zone") == ["$binary_remote_addr zone=perclient:10m"]
+    assert directives(conf, "limit_conn") == ["perclient 64"]
+    assert directives(conf, "limit_conn_status") == ["429"]
 
 
 def test_hsts_subdomains_and_acme_root_are_knobs(render):
@@ -417,6 +431,19 @@ def test_login_posts_are_rate_limited_but_gets_and_other_posts_are_not(live):
     assert headers["Retry-After"] == "60"
     assert headers["Strict-Transport-Security"] == "max-age=63072000"
     assert https(live, "POST", "/register", body=b"x=1")[0] == 429, "register shares the login budget"
+
+
+def test_requests_in_progress_per_client_are_limited(live):
+    """Beyond LIVE_CLIENT_REQUESTS requests in progress from one address, more get 429 at once."""
+    with concurrent.futures.ThreadPoolExecutor(LIVE_CLIENT_REQUESTS + 2) as pool:
+        slow = [pool.submit(https, live, "GET", f"/slow/{i}") for i in range(LIVE_CLIENT_REQUESTS)]
+        time.sleep(SLOW_SECONDS / 2)  # the slow ones are now in progress at the upstream
+        status, headers, body = https(live, "GET", "/one-too-many")
+        assert [future.result()[0] for future in slow] == [200] * LIVE_CLIENT_REQUESTS
+    assert status == 429 and b"Too many attempts" in body, (status, body)
+    assert headers["Strict-Transport-Security"] == "max-age=63072000"
+    # Once they are done, the same address is served again.
+    assert https(live, "GET", "/after")[0] == 200
 
 
 def test_access_log_is_json(live):

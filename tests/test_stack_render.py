@@ -100,6 +100,12 @@ def test_backups_are_scheduled_on_the_database_node(render):
     assert backup["healthcheck"] == {"disable": True}
 
 
+def test_per_client_request_limit_can_be_turned_off(render):
+    result, _, nginx_conf = render(stack_nginx_client_requests=0)
+    assert result.ok, result.output
+    assert "limit_conn" not in nginx_conf
+
+
 def test_backups_can_be_turned_off(render):
     _, stack, _ = render(stack_backup_interval=0)
     assert stack["services"]["backup"]["deploy"]["replicas"] == 0
@@ -120,6 +126,8 @@ def test_backups_can_be_turned_off(render):
         ({"stack_app_replicas": "two"}, "stack_app_replicas must be a int"),
         ({"stack_backup_keep": 0}, "stack_backup_keep (0) at least 1"),
         ({"stack_backup_memory": "1 GB"}, "stack_backup_memory is '1 GB'"),
+        ({"stack_nginx_client_requests": -1}, "stack_nginx_client_requests (-1) must be 0 (no limit) or more"),
+        ({"stack_nginx_client_zone_size": "10 MB"}, "stack_nginx_client_zone_size is '10 MB': give a size"),
     ],
 )
 def test_bad_inputs_fail_in_preflight(run_playbook, tmp_path, extra_vars, message):
