@@ -403,6 +403,10 @@ def test_static_files_are_served_cached_and_compressed(live):
 def test_health_on_https(live):
     status, _, body = https(live, "GET", "/nginx-health")
     assert (status, body) == (200, b"ok\n")
+    # The app's readiness (its database's state) is never proxied to clients.
+    status, headers, body = https(live, "GET", "/readyz")
+    assert status == 404 and b"headers" not in body, body
+    assert headers["Strict-Transport-Security"] == "max-age=63072000"
 
 
 def test_login_posts_are_rate_limited_but_gets_and_other_posts_are_not(live):

@@ -1,8 +1,8 @@
 """Faults an operator will meet: the stack recovers by itself and no registered user is lost.
 
 Each test registers a user, causes the fault on the host, waits until Swarm
-has every service converged again and the app answers /readyz, then logs the
-user in. Nothing is repaired by hand, and each test leaves the stack healthy.
+has every service converged again, nginx reaches the app and the app passes
+its readiness check (/readyz, run inside its container), then logs the user in. Nothing is repaired by hand, and each test leaves the stack healthy.
 """
 
 import pytest
@@ -16,7 +16,7 @@ def stack_recovered(target) -> bool:
     if not all(target.converged(service) for service in ("nginx", "app", "db")):
         return False
     try:
-        return target.client(timeout=10).get("/readyz").status == 200
+        return target.client(timeout=10).get("/healthz").status == 200 and target.passes_health_check("app")
     except OSError:  # nginx itself may still be starting
         return False
 

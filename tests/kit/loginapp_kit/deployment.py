@@ -192,6 +192,20 @@ class Target:
             raise AssertionError(f"no running container of {self.service(name)} on the first manager")
         return ids[0]
 
+    def passes_health_check(self, name: str) -> bool:
+        """One running container of the service passes its own health check now (the app's asks /readyz).
+
+        Readiness is not served to the internet: this runs the image's check inside the container.
+        """
+        container = self.container(name)
+        test = json.loads(self.docker("inspect", "--format", "{{json .Config.Healthcheck.Test}}", container))
+        assert test and test[0] == "CMD", f"{self.service(name)} has no CMD health check: {test}"
+        try:
+            self.docker("exec", container, *test[1:], timeout=30)
+        except RuntimeError:
+            return False
+        return True
+
     def running_images(self, name: str) -> set[str]:
         return {image for _, _, image in self.running_tasks(name)}
 
