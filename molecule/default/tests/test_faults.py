@@ -2,7 +2,8 @@
 
 Each test registers a user, causes the fault on the host, waits until Swarm
 has every service converged again, nginx reaches the app and the app passes
-its readiness check (/readyz, run inside its container), then logs the user in. Nothing is repaired by hand, and each test leaves the stack healthy.
+its readiness check (/readyz, run inside its container), then logs the user
+in. Nothing is repaired by hand, and each test leaves the stack healthy.
 """
 
 import pytest
