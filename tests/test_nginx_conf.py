@@ -175,6 +175,8 @@ def test_shipped_config_fits_a_read_only_non_root_container(rendered):
     assert directives(conf, "listen") == [
         "8080 default_server",
         "8443 ssl http2 default_server",
+        "8080",  # the servers that refuse other names
+        "8443 ssl",
     ]
     assert directives(conf, "ssl_certificate") == ["/run/secrets/tls_cert"]
     assert directives(conf, "ssl_certificate_key") == ["/run/secrets/tls_key"]
@@ -299,11 +301,11 @@ def https(rendered, method, path, headers=None, body=None):
 
 def test_http_redirects_to_https_and_answers_health(live):
     conn = http.client.HTTPConnection("127.0.0.1", live["ports"]["http"], timeout=10)
-    conn.request("GET", "/login?next=/x", headers={"Host": "app.example.test"})
+    conn.request("GET", "/login?next=/x", headers={"Host": "node1"})
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 301
-    assert resp.headers["Location"] == "https://app.example.test/login?next=/x"
+    assert resp.headers["Location"] == "https://node1/login?next=/x"
     conn.request("GET", "/nginx-health")
     resp = conn.getresponse()
     assert (resp.status, resp.read()) == (200, b"ok\n")
@@ -324,6 +326,53 @@ def handshake(live, version, alpn=None):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_shipped_config_serves_the_certificates_names_and_refuses_others(rendered):
+    conf = rendered["default"]
+    assert directives(conf, "server_name") == ["localhost node1 127.0.0.1"] * 2 + ["~."] * 2
+    assert directives(conf, "ssl_reject_handshake") == ["on"]
+
+
+def test_any_name_or_no_refusal_are_knobs(render):
+    for knobs in ({"stack_nginx_server_names": ["_"]}, {"stack_nginx_refuse_unknown_names": False}):
+        result, _, conf = render(**knobs)
+        assert result.ok, result.output
+        assert "ssl_reject_handshake" not in conf and "~." not in conf, knobs
+
+
+def raw_http(port, request: bytes) -> bytes:
+    """What nginx answers to ``request`` on a plain connection (b"" when it closes without answering)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_other_names_are_refused_and_addresses_served(live):
+    http_port, https_port = live["ports"]["http"], live["ports"]["https"]
+    # HTTP: another Host is closed without an answer; a served name, an address or no Host at all is answered.
+    assert raw_http(http_port, b"GET / HTTP/1.1\r\nHost: other.example.test\r\nConnection: close\r\n\r\n") == b""
+    assert raw_http(http_port, b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").startswith(
+        b"HTTP/1.1 301"
+    )
+    assert raw_http(http_port, b"GET /nginx-health HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200")
+    # TLS: a handshake for another name is refused before any certificate is sent.
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    sock = socket.create_connection(("127.0.0.1", https_port), timeout=10)
+    with sock, pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        unverified.wrap_socket(sock, server_hostname="other.example.test")
+    # Without SNI (clients connecting to an address): served, unless the Host names another site.
+    for host, path, served in (("127.0.0.1", "/nginx-health", True), ("other.example.test", "/", False)):
+        sock = socket.create_connection(("127.0.0.1", https_port), timeout=10)
+        with sock, unverified.wrap_socket(sock) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            answer = tls.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200") is served, (host, answer)
+        assert served or answer == b"", answer
+
+
 def test_old_tls_probe_can_succeed(live):
     """Control: the TLS 1.1 client below does connect to a server that allows TLS 1.1."""
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
