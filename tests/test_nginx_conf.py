@@ -32,6 +32,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from loginapp_kit import REPO
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# The edge image's entrypoint: keeps nginx's list of app replicas current.
+EDGE_UPSTREAMS = str(REPO / "roles/images/files/nginx/edge-upstreams")
 
 pytestmark = pytest.mark.skipif(
     not Path(NGINX).exists(),
@@ -87,9 +89,14 @@ LIVE_CLIENT_REQUESTS = 3
 
 
 class EchoUpstream(BaseHTTPRequestHandler):
-    """Stands in for gunicorn: answers 200 with the headers it received."""
+    """Stands in for gunicorn: answers 200 with the headers it received, keeping connections alive."""
+
+    protocol_version = "HTTP/1.1"
+    # The (address, port) of every connection nginx opened to it.
+    connections: set = set()
 
     def _answer(self):
+        EchoUpstream.connections.add(self.client_address)
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -132,12 +139,21 @@ def rendered(tmp_path_factory, render_templates):
         stack_nginx_access_log=str(work / "access.log"),
         stack_nginx_worker_processes="1",
         stack_nginx_client_requests=LIVE_CLIENT_REQUESTS,
-        stack_nginx_resolver="127.0.0.1",
-        stack_app_service="127.0.0.1",
+        stack_nginx_upstream_dir=str(work / "tmp" / "upstreams"),
         loginapp_app_port=ports["upstream"],
     )
     assert local.ok, local.output
     return {"work": work, "ports": ports, "default": default_conf, "test": work / "local" / "nginx.conf"}
+
+
+def edge_environment(rendered, name, interval=1):
+    """The supervisor's settings, as the stack file gives them."""
+    return {
+        "EDGE_UPSTREAM_NAME": name,
+        "EDGE_UPSTREAM_PORT": str(rendered["ports"]["upstream"]),
+        "EDGE_UPSTREAM_FILE": str(rendered["work"] / "tmp" / "upstreams" / "app.conf"),
+        "EDGE_UPSTREAM_INTERVAL": str(interval),
+    }
 
 
 def directives(conf, name):
@@ -201,10 +217,17 @@ def test_shipped_config_tls_policy(rendered):
 def test_shipped_config_routing(rendered):
     conf = rendered["default"]
     assert "return 301 https://$host$request_uri;" in conf
-    assert directives(conf, "resolver") == ["127.0.0.11 valid=2s ipv6=off"]
+    # A fixed upstream whose servers the edge's supervisor writes, with connections kept alive.
+    assert not directives(conf, "resolver")
     port = yaml.safe_load((REPO / "roles/loginapp/defaults/main.yml").read_text())["loginapp_app_port"]
-    assert directives(conf, "set") == [f"$app_upstream http://app:{port}"]
-    assert set(directives(conf, "proxy_pass")) == {"$app_upstream"}
+    upstream = re.search(r"upstream app \{(.*?)\}", conf, re.DOTALL).group(1)
+    assert directives(upstream, "server") == [f"127.0.0.1:{port} down"]
+    assert directives(upstream, "include") == ["/tmp/upstreams/*.conf"]
+    assert directives(upstream, "keepalive") == ["32"]
+    assert directives(upstream, "keepalive_timeout") == ["4s"]
+    assert set(directives(conf, "proxy_pass")) == {"http://app"}
+    assert directives(conf, "proxy_http_version") == ["1.1"]
+    assert 'Connection ""' in directives(conf, "proxy_set_header")
     assert directives(conf, "proxy_set_header").count("X-Forwarded-For $remote_addr") == 1
     assert directives(conf, "proxy_next_upstream") == ["error timeout http_502 http_503"]
     # limit_req only inside the exact POST-keyed locations for /login and /register.
@@ -220,6 +243,48 @@ def test_shipped_config_routing(rendered):
     assert directives(conf, "limit_conn_zone") == ["$binary_remote_addr zone=perclient:10m"]
     assert directives(conf, "limit_conn") == ["perclient 64"]
     assert directives(conf, "limit_conn_status") == ["429"]
+
+
+def test_app_keepalive_can_be_turned_off(render):
+    result, _, conf = render(stack_nginx_upstream_keepalive=0)
+    assert result.ok, result.output
+    upstream = re.search(r"upstream app \{(.*?)\}", conf, re.DOTALL).group(1)
+    assert not directives(upstream, "keepalive")
+    assert directives(upstream, "include") == ["/tmp/upstreams/*.conf"]
+
+
+def test_edge_supervisor_lists_the_replicas_then_passes_the_stop_signal_on(rendered, tmp_path):
+    """edge-upstreams writes the server list before its command starts, and the container's stop signal reaches it."""
+    child = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGQUIT, lambda *_: sys.exit(3))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    environment = {**edge_environment(rendered, "localhost"), "EDGE_UPSTREAM_FILE": str(tmp_path / "up" / "app.conf")}
+    proc = subprocess.Popen(
+        [EDGE_UPSTREAMS, "python3", "-c", child],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **environment},
+    )
+    try:
+        assert proc.stdout.readline() == "started\n"
+        port = rendered["ports"]["upstream"]
+        assert (tmp_path / "up" / "app.conf").read_text() == f"server 127.0.0.1:{port};\n"
+        proc.send_signal(signal.SIGQUIT)
+        assert proc.wait(timeout=10) == 3  # the command's own exit status
+        assert f"localhost: 1 replica(s): 127.0.0.1:{port}" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_edge_supervisor_refuses_to_start_without_its_settings():
+    proc = subprocess.run([EDGE_UPSTREAMS, "true"], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert proc.returncode != 0
+    assert "EDGE_UPSTREAM_NAME" in proc.stderr
 
 
 def test_hsts_subdomains_and_acme_root_are_knobs(render):
@@ -241,10 +306,12 @@ def live(rendered):
     # Workers would drop to `nobody` without a user directive and could not read the 0700 tmp dir.
     globals_ = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
     with open(rendered["work"] / "nginx.out", "w") as log:
+        # As in the edge image: the supervisor lists the upstream's addresses (here localhost's) and runs nginx.
         proc = subprocess.Popen(
-            [NGINX, "-c", str(rendered["test"]), "-e", "stderr", "-g", globals_],
+            [EDGE_UPSTREAMS, NGINX, "-c", str(rendered["test"]), "-e", "stderr", "-g", globals_],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **edge_environment(rendered, "localhost")},
         )
         try:
             wait_for_ports(proc, rendered)
@@ -497,6 +564,16 @@ def test_requests_in_progress_per_client_are_limited(live):
     assert headers["Strict-Transport-Security"] == "max-age=63072000"
     # Once they are done, the same address is served again.
     assert https(live, "GET", "/after")[0] == 200
+
+
+def test_connections_to_the_app_are_reused(live):
+    """With upstream keep-alive, many requests travel over few connections to the app."""
+    EchoUpstream.connections.clear()
+    for _ in range(20):
+        status, _, _ = https(live, "GET", "/keepalive")
+        assert status == 200
+    # One worker: one idle connection reused (two if an idle one was being closed meanwhile).
+    assert 1 <= len(EchoUpstream.connections) <= 2, EchoUpstream.connections
 
 
 def test_access_log_is_json(live):

@@ -54,10 +54,15 @@ def test_app_shape(render):
     assert app["deploy"]["update_config"]["order"] == "start-first"
     assert app["deploy"]["update_config"]["failure_action"] == "rollback"
     assert "healthcheck" in app
-    # Replicas are replaced one at a time, further apart than nginx caches their addresses.
+    # Replicas are replaced one at a time, further apart than the edge polls their addresses.
     assert app["deploy"]["update_config"]["parallelism"] == 1
-    assert re.findall(r"valid=(\d+)s", nginx_conf) == ["2"]
-    assert app["deploy"]["update_config"]["delay"] == "3s"
+    edge = stack["services"]["nginx"]["environment"]
+    assert edge["EDGE_UPSTREAM_INTERVAL"] == "1"
+    assert app["deploy"]["update_config"]["delay"] == "2s"
+    # The edge lists the app's replicas in the file that nginx.conf's upstream block includes.
+    assert edge["EDGE_UPSTREAM_NAME"] == "app"
+    assert edge["EDGE_UPSTREAM_FILE"] == "/tmp/upstreams/app.conf"
+    assert "include /tmp/upstreams/*.conf;" in nginx_conf
     # Secrets arrive as files, never as values in the environment.
     assert app["environment"]["LOGINAPP_SECRET_KEY_FILE"] == "/run/secrets/secret_key"
     assert not any("PASSWORD=" in str(v) or k.endswith(("_KEY", "_PASSWORD")) for k, v in app["environment"].items())
@@ -117,7 +122,9 @@ def test_backups_can_be_turned_off(render):
         ({"stack_app_replicas": 0}, "must be at least 1"),
         ({"stack_app_memory": "256"}, "stack_app_memory is '256': give a number with a unit"),
         ({"stack_nginx_cpus": "half"}, "stack_nginx_cpus is 'half'"),
-        ({"stack_nginx_resolver_valid": "1m"}, "stack_nginx_resolver_valid is '1m': give a number of seconds"),
+        ({"stack_health_interval": "1m"}, "stack_health_interval is '1m': give a number of seconds"),
+        ({"stack_nginx_upstream_interval": "0s"}, "stack_nginx_upstream_interval (0s) a number of seconds of at least"),
+        ({"stack_nginx_upstream_keepalive": -1}, "stack_nginx_upstream_keepalive (-1) must be 0 (off) or more"),
         # nginx's own grammars: refused here, not by nginx in the middle of a rollout.
         ({"stack_nginx_login_rate": "10perminute"}, "stack_nginx_login_rate is '10perminute': give requests per"),
         ({"stack_nginx_client_max_body_size": "1 MB"}, "stack_nginx_client_max_body_size is '1 MB': give a size"),
@@ -182,7 +189,8 @@ def test_shared_settings_are_one_edit_each(render, run_playbook, tmp_path):
     app = stack["services"]["app"]
     assert app["environment"]["LOGINAPP_PORT"] == "9000"
     assert "/dev/tcp/127.0.0.1/9000" in " ".join(app["healthcheck"]["test"])
-    assert re.findall(r"http://app:(\d+)", nginx_conf) == ["9000"]
+    assert stack["services"]["nginx"]["environment"]["EDGE_UPSTREAM_PORT"] == "9000"
+    assert re.findall(r"server 127\.0\.0\.1:(\d+) down;", nginx_conf) == ["9000"]
     names = [ref["name"] for ref in [*stack["secrets"].values(), *stack["configs"].values()]]
     assert names and all(name.startswith("shop_") for name in names), names
     # Three edges possible on four nodes of the renamed groups: the default two nginx replicas fit.

@@ -392,6 +392,73 @@ def test_users_survive_an_app_restart(new_client, target, credentials):
     assert_dashboard(dashboard, target, username)
 
 
+def edge_upstream(target) -> tuple[str, list[str]]:
+    """The nginx container, and the app replicas its upstream lists now (written by edge-upstreams)."""
+    nginx = target.container("nginx")
+    env = json.loads(target.docker("inspect", "--format", "{{json .Config.Env}}", nginx))
+    path = dict(item.split("=", 1) for item in env)["EDGE_UPSTREAM_FILE"]
+    listed = target.docker("exec", nginx, "cat", path)
+    return nginx, sorted(line.split()[1].rstrip(";") for line in listed.splitlines() if line.startswith("server "))
+
+
+def app_connections(target, nginx: str) -> set[str]:
+    """Local ports of nginx's established TCP connections to the app's port (from /proc/net/tcp)."""
+    port = f"{int(target.settings['loginapp_app_port']):04X}"
+    rows = [line.split() for line in target.docker("exec", nginx, "cat", "/proc/net/tcp").splitlines()[1:]]
+    return {row[1].split(":")[1] for row in rows if row[2].endswith(f":{port}") and row[3] == "01"}
+
+
+def app_task_addresses(target) -> list[str]:
+    """Backend-network addresses of the app's running tasks, with the app's port."""
+    port = target.settings["loginapp_app_port"]
+    tasks = target.docker(
+        "service", "ps", target.service("app"), "--filter", "desired-state=running", "-q", "--no-trunc"
+    ).split()
+    addresses = []
+    for task in tasks:
+        info = json.loads(target.docker("inspect", task))[0]
+        if info["Status"]["State"] != "running":
+            continue
+        for attachment in info.get("NetworksAttachments") or []:
+            if attachment["Network"]["Spec"]["Name"] == f"{target.stack}_backend":
+                addresses += [f"{a.split('/')[0]}:{port}" for a in attachment["Addresses"]]
+    return sorted(addresses)
+
+
+@pytest.mark.disruptive
+def test_nginx_follows_the_app_replicas_and_reuses_connections(target, https_client):
+    """Scaling the app 2 -> 4 -> 2 under load: nginx lists exactly the healthy replicas, loses no request,
+    sends traffic to the new replicas, and reuses its connections to them."""
+    replicas = target.service_spec("app")["Mode"]["Replicated"]["Replicas"]
+    nginx, listed = edge_upstream(target)
+    assert listed == app_task_addresses(target)
+    with target.load() as load:
+        # Reused keep-alive connections outlive one sample: the same ones are open a second later.
+        first = app_connections(target, nginx)
+        time.sleep(1)
+        assert first & app_connections(target, nginx), "no connection to the app was kept open"
+
+        target.docker("service", "scale", "--detach=false", f"{target.service('app')}={replicas + 2}", timeout=300)
+        scaled = time.monotonic()  # Swarm reports tasks running once their health check passed
+        assert wait_for(lambda: len(edge_upstream(target)[1]) == replicas + 2, timeout=30, interval=0.2), edge_upstream(
+            target
+        )
+        print(f"nginx listed the new replicas {time.monotonic() - scaled:.1f} s after the scale returned")
+        nginx, listed = edge_upstream(target)
+        assert listed == app_task_addresses(target)
+        since = target.docker("exec", nginx, "date", "+%s").strip()
+        for _ in range(4 * len(listed)):
+            https_client.get("/login")
+        served = target.docker("logs", "--since", since, nginx, check=True)
+        used = {address for address in listed if f'"upstream_addr":"{address}"' in served}
+        assert used == set(listed), f"replicas nginx sent nothing to: {set(listed) - used}"
+
+        target.docker("service", "scale", "--detach=false", f"{target.service('app')}={replicas}", timeout=300)
+        assert wait_for(lambda: len(edge_upstream(target)[1]) == replicas, timeout=30, interval=0.2)
+    assert load.failed == 0, f"requests lost while scaling: {load.summary()}"
+    assert edge_upstream(target)[1] == app_task_addresses(target)
+
+
 # --- the operator's view --------------------------------------------------------------
 
 
