@@ -1,4 +1,4 @@
-"""Benchmark the deployed stack on this machine against Flask's development server.
+"""Benchmark the deployed stack on this machine against raw Gunicorn and Flask's development server.
 
 Run from the repository root:  python bench/stack_bench.py [--duration 6]   (or `make bench`)
 
@@ -7,11 +7,15 @@ Everything in the table is measured in this one run, on this machine:
 * GET /login and a full login round trip (GET the login page for its CSRF
   token and cookie, POST the credentials, follow the redirect to the
   dashboard) through the deployed stack (https://<default IPv4>/: nginx ->
-  Gunicorn -> PostgreSQL) and through Flask's development server started here
+  Gunicorn -> PostgreSQL), through raw Gunicorn with the project's
+  configuration and through Flask's development server, both started here
   (loginapp_kit.appserver: self-started PostgreSQL, plain HTTP on loopback),
   with wrk at 10 and 200 connections: requests/s, p50/p99 latency, errors;
   for the round trip also completed round trips/s (latencies there are per
-  request);
+  request); ratios stack/raw Gunicorn and stack/dev;
+* a static file (the app's stylesheet) served by the stack's nginx and by a
+  bare nginx started here (Debian's, same certificate, TLS, nothing else
+  configured): ratio stack/bare;
 * requests lost during a rolling update of the app under load
   (`docker service update --force` of the app service), counted by the kit's
   LoadGenerator, which reports every error, bad status or reset;
@@ -23,8 +27,7 @@ The stack is deployed (site.yml) first if needed, with nginx's per-IP limits
 on POST /login and on requests in progress lifted
 (loginapp_kit.deployment.RELAXED_RATE_LIMIT, which Target.local() applies) so
 wrk measures the app, not the 429 page; re-run site.yml without it to restore
-the default limits. Needs wrk (apt-get install
--y wrk). About 5 minutes.
+the default limits. Needs wrk and nginx (`make tools`). About 6 minutes.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,14 +45,42 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-from loginapp_kit import appserver, html, wrk
+from loginapp_kit import REPO, appserver, html, wrk
 from loginapp_kit.client import Client
 from loginapp_kit.deployment import Target
 from loginapp_kit.load import LoadGenerator
+from loginapp_kit.pgserver import free_port
 from loginapp_kit.playbook import PlaybookRun
+from loginapp_kit.wait import wait_for
 
 USERNAME = "stackbench"
 PASSWORD = "stack benchmark passphrase 42"
+STATIC_DIR = REPO / "app" / "loginapp" / "static"
+STATIC_FILE = "style.css"
+# Only what serving a file over TLS needs: the baseline for the stack's nginx.
+BARE_NGINX_CONF = """
+worker_processes auto;
+pid %(work)s/nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    sendfile on;
+    client_body_temp_path %(work)s/body;
+    proxy_temp_path %(work)s/proxy;
+    fastcgi_temp_path %(work)s/fastcgi;
+    uwsgi_temp_path %(work)s/uwsgi;
+    scgi_temp_path %(work)s/scgi;
+    server {
+        listen 127.0.0.1:%(port)d ssl;
+        ssl_certificate %(cert)s;
+        ssl_certificate_key %(key)s;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location /static/ { alias %(static)s/; }
+    }
+}
+"""
 
 # A full login round trip per connection, matched by what each response is (wrk
 # gives no connection identity): login page -> queue (token, cookie); 302 ->
@@ -150,9 +184,43 @@ def rolling_update_loss(target: Target) -> tuple[LoadGenerator, float]:
     return load, took
 
 
-def dev_server_rows(workdir: Path, connections: list[int], duration: int) -> tuple[list[wrk.Row], str]:
-    with appserver.database(workdir) as db, appserver.serve("dev", db.url, workdir) as server:
-        return measure("dev", server.base_url, server.client, connections, duration), db.backend
+def app_server_rows(workdir: Path, connections: list[int], duration: int) -> tuple[list[wrk.Row], str]:
+    """Flask's development server and raw Gunicorn (appserver.KINDS) on loopback, sharing one database."""
+    rows = []
+    with appserver.database(workdir) as db:
+        for kind in appserver.KINDS:
+            with appserver.serve(kind, db.url, workdir) as server:
+                rows += measure(kind, server.base_url, server.client, connections, duration)
+        return rows, db.backend
+
+
+def static_rows(target: Target, workdir: Path, connections: list[int], duration: int) -> list[wrk.Row]:
+    """The app's stylesheet from the stack's nginx and from a bare nginx with the deployment's certificate."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    tls, port, work = target.outputs("tls"), free_port(), workdir / "bare-nginx"
+    work.mkdir()
+    conf = work / "nginx.conf"
+    conf.write_text(BARE_NGINX_CONF % {
+        "work": work, "port": port, "static": STATIC_DIR,
+        "cert": tls["tls_server_cert_path"], "key": tls["tls_server_key_path"],
+    })  # fmt: skip
+    globals_ = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")  # workers could not read the files
+    rows = []
+    with (work / "nginx.log").open("w") as log:
+        bare = subprocess.Popen([nginx, "-c", str(conf), "-e", "stderr", "-g", globals_], stdout=log, stderr=log)
+    try:
+        bare_url = f"https://127.0.0.1:{port}/static/{STATIC_FILE}"
+        if not wait_for(lambda: bare.poll() is None and wrk.run(bare_url, 1, 1).errors == 0, 20, interval=0.5):
+            raise RuntimeError(f"bare nginx did not serve {bare_url}:\n{(work / 'nginx.log').read_text()[-2000:]}")
+        for server, url in (("stack", f"{target.base_url}/static/{STATIC_FILE}"), ("nginx", bare_url)):
+            for conns in connections:
+                run = wrk.run(url, conns, duration)
+                rows.append(wrk.Row(server, "static file", conns, run.rps, run.p50_ms, run.p99_ms, run.errors))
+                print(f"  {server:8} static file      c={conns:<3} {run.rps:8.1f} req/s", flush=True)
+    finally:
+        bare.send_signal(signal.SIGQUIT)
+        bare.wait(timeout=30)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # wrk verifies no certificate; ensure_user's browser (the project's CA only) checks the site first.
         rows = measure("stack", target.base_url, target.client, args.connections, args.duration)
-        dev_rows, backend = dev_server_rows(workdir, args.connections, args.duration)
-        rows += dev_rows
+        app_rows, backend = app_server_rows(workdir, args.connections, args.duration)
+        rows += app_rows + static_rows(target, workdir, args.connections, args.duration)
 
         load, took = (None, 0.0) if args.skip_update else rolling_update_loss(target)
         print_report(rows, backend, args.duration, target, warm, load, took)
@@ -198,24 +266,30 @@ def print_report(rows: list[wrk.Row], backend: str, duration: int, target: Targe
     print(
         f"\nloginapp stack benchmark: {cpus} CPUs (load {load_avg:.1f}), wrk -t2 -d{duration}s, argon2id m=19MiB t=2\n"
         f"stack = {target.base_url}/ (nginx TLS -> Gunicorn x{replicas} replicas -> PostgreSQL in Swarm); "
-        f"dev = flask run on 127.0.0.1 (HTTP, {backend})"
+        f"gunicorn = raw Gunicorn, dev = flask run (both on 127.0.0.1, HTTP, {backend}); "
+        "nginx = a bare nginx over TLS on 127.0.0.1"
     )
     header = (
-        f"{'server':7} {'scenario':17} {'conns':>5} {'req/s':>8} {'trips/s':>8} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'stack/dev':>9}"
+        f"{'server':9} {'scenario':17} {'conns':>5} {'req/s':>8} {'trips/s':>8} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'stack/raw':>9} {'stack/dev':>9} {'stack/bare':>10}"
     )
     print(header)
     print("-" * len(header))
-    dev = {(r.scenario, r.connections): r for r in rows if r.server == "dev"}
-    for r in rows:
-        ratio = ""
-        if r.server == "stack" and (base := dev.get((r.scenario, r.connections))):
-            mine, theirs = (r.trips_per_s, base.trips_per_s) if r.trips_per_s is not None else (r.rps, base.rps)
-            ratio = f"{mine / theirs:.2f}x" if theirs else "n/a"
+    cells = {(r.server, r.scenario, r.connections): r for r in rows}
+
+    def ratio(r: wrk.Row, baseline: str) -> str:
+        base = cells.get((baseline, r.scenario, r.connections))
+        if r.server != "stack" or base is None:
+            return ""
+        mine, theirs = (r.trips_per_s, base.trips_per_s) if r.trips_per_s is not None else (r.rps, base.rps)
+        return f"{mine / theirs:.2f}x" if theirs else "n/a"
+
+    for r in sorted(rows, key=lambda r: (r.scenario, r.connections, r.server != "stack", r.server)):
         trips = f"{r.trips_per_s:.1f}" if r.trips_per_s is not None else ""
         print(
-            f"{r.server:7} {r.scenario:17} {r.connections:>5} {r.rps:>8.1f} {trips:>8} "
-            f"{r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.errors:>7} {ratio:>9}"
+            f"{r.server:9} {r.scenario:17} {r.connections:>5} {r.rps:>8.1f} {trips:>8} "
+            f"{r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.errors:>7} "
+            f"{ratio(r, 'gunicorn'):>9} {ratio(r, 'dev'):>9} {ratio(r, 'nginx'):>10}"
         )
     print("(round trip = GET /login + POST /login + GET / dashboard; its latencies are per request)")
     if load is not None:

@@ -253,15 +253,19 @@ def test_app_keepalive_can_be_turned_off(render):
     assert directives(upstream, "include") == ["/tmp/upstreams/*.conf"]
 
 
-def test_edge_supervisor_lists_the_replicas_then_passes_the_stop_signal_on(rendered, tmp_path):
-    """edge-upstreams writes the server list before its command starts, and the container's stop signal reaches it."""
+@pytest.mark.parametrize(("name", "replicas"), [("localhost", 1), ("no-replica.invalid", 0)])
+def test_edge_supervisor_lists_the_replicas_then_passes_the_stop_signal_on(rendered, tmp_path, name, replicas):
+    """edge-upstreams writes the server list before its command starts, and the container's stop signal reaches it.
+
+    A name without addresses (no healthy replica yet) gives an empty list, which nginx accepts.
+    """
     child = (
         "import signal, sys, time\n"
         "signal.signal(signal.SIGQUIT, lambda *_: sys.exit(3))\n"
         "print('started', flush=True)\n"
         "time.sleep(60)\n"
     )
-    environment = {**edge_environment(rendered, "localhost"), "EDGE_UPSTREAM_FILE": str(tmp_path / "up" / "app.conf")}
+    environment = {**edge_environment(rendered, name), "EDGE_UPSTREAM_FILE": str(tmp_path / "up" / "app.conf")}
     proc = subprocess.Popen(
         [EDGE_UPSTREAMS, "python3", "-c", child],
         stdout=subprocess.PIPE,
@@ -272,10 +276,11 @@ def test_edge_supervisor_lists_the_replicas_then_passes_the_stop_signal_on(rende
     try:
         assert proc.stdout.readline() == "started\n"
         port = rendered["ports"]["upstream"]
-        assert (tmp_path / "up" / "app.conf").read_text() == f"server 127.0.0.1:{port};\n"
+        listed = [f"server 127.0.0.1:{port};"] * replicas
+        assert (tmp_path / "up" / "app.conf").read_text().splitlines() == listed
         proc.send_signal(signal.SIGQUIT)
         assert proc.wait(timeout=10) == 3  # the command's own exit status
-        assert f"localhost: 1 replica(s): 127.0.0.1:{port}" in proc.stderr.read()
+        assert f"{name}: {replicas} replica(s)" in proc.stderr.read()
     finally:
         proc.kill()
         proc.wait()
