@@ -16,6 +16,9 @@ Everything in the table is measured in this one run, on this machine:
 * a static file (the app's stylesheet) served by the stack's nginx and by a
   bare nginx started here (Debian's, same certificate, TLS, nothing else
   configured): ratio stack/bare;
+* the stack again with nginx's kept-alive connections to the app turned off
+  (`stack_nginx_upstream_keepalive: 0`, deployed for the measurement and
+  then deployed back): the ratio on/off;
 * requests lost during a rolling update of the app under load
   (`docker service update --force` of the app service), counted by the kit's
   LoadGenerator, which reports every error, bad status or reset;
@@ -27,7 +30,7 @@ The stack is deployed (site.yml) first if needed, with nginx's per-IP limits
 on POST /login and on requests in progress lifted
 (loginapp_kit.deployment.RELAXED_RATE_LIMIT, which Target.local() applies) so
 wrk measures the app, not the 429 page; re-run site.yml without it to restore
-the default limits. Needs wrk and nginx (`make tools`). About 6 minutes.
+the default limits. Needs wrk and nginx (`make tools`). About 9 minutes.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ from loginapp_kit.wait import wait_for
 
 USERNAME = "stackbench"
 PASSWORD = "stack benchmark passphrase 42"
+# The stack measured with stack_nginx_upstream_keepalive: 0.
+KEEPALIVE_OFF = "stack-ka0"
 STATIC_DIR = REPO / "app" / "loginapp" / "static"
 STATIC_FILE = "style.css"
 # Only what serving a file over TLS needs: the baseline for the stack's nginx.
@@ -174,6 +179,22 @@ def measure(server: str, base_url: str, new_client: Callable[[], Client], connec
     return rows
 
 
+def keepalive_off_rows(target: Target, workdir: Path, connections: list[int], duration: int) -> list[wrk.Row]:
+    """The stack with nginx opening a new connection to the app per request; the default is deployed back after."""
+    rows = []
+    for keepalive, log in ((0, "keepalive-off.log"), (None, "keepalive-on.log")):
+        extra = {} if keepalive is None else {"stack_nginx_upstream_keepalive": keepalive}
+        run = target.run_playbook("playbooks/stack.yml", log=workdir / log, **extra)
+        if not run.ok:
+            raise RuntimeError(f"playbooks/stack.yml {extra} failed:\n{run.tail(40)}")
+        if keepalive is not None:
+            rows = [
+                wrk.Row(KEEPALIVE_OFF, r.scenario, r.connections, r.rps, r.p50_ms, r.p99_ms, r.errors, r.trips_per_s)
+                for r in measure("stack", target.base_url, target.client, connections, duration)
+            ]
+    return rows
+
+
 def rolling_update_loss(target: Target) -> tuple[LoadGenerator, float]:
     with target.load(workers=6) as load:
         time.sleep(3)
@@ -210,7 +231,9 @@ def static_rows(target: Target, workdir: Path, connections: list[int], duration:
         bare = subprocess.Popen([nginx, "-c", str(conf), "-e", "stderr", "-g", globals_], stdout=log, stderr=log)
     try:
         bare_url = f"https://127.0.0.1:{port}/static/{STATIC_FILE}"
-        if not wait_for(lambda: bare.poll() is None and wrk.run(bare_url, 1, 1).errors == 0, 20, interval=0.5):
+        if not wait_for(
+            lambda: bare.poll() is None and wrk.run(bare_url, 1, 1).errors == 0, 20, 0.5, errors=(RuntimeError,)
+        ):
             raise RuntimeError(f"bare nginx did not serve {bare_url}:\n{(work / 'nginx.log').read_text()[-2000:]}")
         for server, url in (("stack", f"{target.base_url}/static/{STATIC_FILE}"), ("nginx", bare_url)):
             for conns in connections:
@@ -228,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, nargs="+", default=[10, 200])
     parser.add_argument("--skip-update", action="store_true", help="skip the rolling update measurement")
+    parser.add_argument(
+        "--skip-keepalive-off", action="store_true", help="skip the stack without kept-alive app connections"
+    )
     args = parser.parse_args(argv)
     if not wrk.available():
         print("wrk not found: apt-get install -y wrk (make tools)", file=sys.stderr)
@@ -252,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure("stack", target.base_url, target.client, args.connections, args.duration)
         app_rows, backend = app_server_rows(workdir, args.connections, args.duration)
         rows += app_rows + static_rows(target, workdir, args.connections, args.duration)
+        if not args.skip_keepalive_off:
+            rows += keepalive_off_rows(target, workdir, args.connections, args.duration)
 
         load, took = (None, 0.0) if args.skip_update else rolling_update_loss(target)
         print_report(rows, backend, args.duration, target, warm, load, took)
@@ -267,11 +295,11 @@ def print_report(rows: list[wrk.Row], backend: str, duration: int, target: Targe
         f"\nloginapp stack benchmark: {cpus} CPUs (load {load_avg:.1f}), wrk -t2 -d{duration}s, argon2id m=19MiB t=2\n"
         f"stack = {target.base_url}/ (nginx TLS -> Gunicorn x{replicas} replicas -> PostgreSQL in Swarm); "
         f"gunicorn = raw Gunicorn, dev = flask run (both on 127.0.0.1, HTTP, {backend}); "
-        "nginx = a bare nginx over TLS on 127.0.0.1"
+        f"nginx = a bare nginx over TLS on 127.0.0.1; {KEEPALIVE_OFF} = the stack, stack_nginx_upstream_keepalive: 0"
     )
     header = (
         f"{'server':9} {'scenario':17} {'conns':>5} {'req/s':>8} {'trips/s':>8} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'stack/raw':>9} {'stack/dev':>9} {'stack/bare':>10}"
+        f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'stack/raw':>9} {'stack/dev':>9} {'stack/bare':>10} {'on/off':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -289,7 +317,7 @@ def print_report(rows: list[wrk.Row], backend: str, duration: int, target: Targe
         print(
             f"{r.server:9} {r.scenario:17} {r.connections:>5} {r.rps:>8.1f} {trips:>8} "
             f"{r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.errors:>7} "
-            f"{ratio(r, 'gunicorn'):>9} {ratio(r, 'dev'):>9} {ratio(r, 'nginx'):>10}"
+            f"{ratio(r, 'gunicorn'):>9} {ratio(r, 'dev'):>9} {ratio(r, 'nginx'):>10} {ratio(r, KEEPALIVE_OFF):>7}"
         )
     print("(round trip = GET /login + POST /login + GET / dashboard; its latencies are per request)")
     if load is not None:

@@ -64,7 +64,7 @@ def test_every_service_runs_its_replicas(target):
 @pytest.mark.parametrize(
     "service, cpus, memory, cpus_reserved, memory_reserved",
     [
-        ("nginx", 0.5, 128, 0.05, 32),
+        ("nginx", 1.0, 128, 0.05, 32),
         ("app", 1.0, 512, 0.1, 192),
         ("db", 1.0, 512, 0.1, 128),
     ],
