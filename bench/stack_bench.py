@@ -181,18 +181,20 @@ def measure(server: str, base_url: str, new_client: Callable[[], Client], connec
 
 def keepalive_off_rows(target: Target, workdir: Path, connections: list[int], duration: int) -> list[wrk.Row]:
     """The stack with nginx opening a new connection to the app per request; the default is deployed back after."""
-    rows = []
-    for keepalive, log in ((0, "keepalive-off.log"), (None, "keepalive-on.log")):
-        extra = {} if keepalive is None else {"stack_nginx_upstream_keepalive": keepalive}
+
+    def deploy(log: str, **extra) -> None:
         run = target.run_playbook("playbooks/stack.yml", log=workdir / log, **extra)
         if not run.ok:
             raise RuntimeError(f"playbooks/stack.yml {extra} failed:\n{run.tail(40)}")
-        if keepalive is not None:
-            rows = [
-                wrk.Row(KEEPALIVE_OFF, r.scenario, r.connections, r.rps, r.p50_ms, r.p99_ms, r.errors, r.trips_per_s)
-                for r in measure("stack", target.base_url, target.client, connections, duration)
-            ]
-    return rows
+
+    deploy("keepalive-off.log", stack_nginx_upstream_keepalive=0)
+    try:
+        return [
+            wrk.Row(KEEPALIVE_OFF, r.scenario, r.connections, r.rps, r.p50_ms, r.p99_ms, r.errors, r.trips_per_s)
+            for r in measure("stack", target.base_url, target.client, connections, duration)
+        ]
+    finally:
+        deploy("keepalive-on.log")
 
 
 def rolling_update_loss(target: Target) -> tuple[LoadGenerator, float]:

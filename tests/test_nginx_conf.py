@@ -146,14 +146,19 @@ def rendered(tmp_path_factory, render_templates):
     return {"work": work, "ports": ports, "default": default_conf, "test": work / "local" / "nginx.conf"}
 
 
-def edge_environment(rendered, name, interval=1):
+def edge_environment(rendered, name):
     """The supervisor's settings, as the stack file gives them."""
     return {
         "EDGE_UPSTREAM_NAME": name,
         "EDGE_UPSTREAM_PORT": str(rendered["ports"]["upstream"]),
         "EDGE_UPSTREAM_FILE": str(rendered["work"] / "tmp" / "upstreams" / "app.conf"),
-        "EDGE_UPSTREAM_INTERVAL": str(interval),
+        "EDGE_UPSTREAM_INTERVAL": "1",
     }
+
+
+def upstream_block(conf):
+    """The body of nginx.conf's `upstream app { ... }` block."""
+    return re.search(r"upstream app \{(.*?)\}", conf, re.DOTALL).group(1)
 
 
 def directives(conf, name):
@@ -220,7 +225,7 @@ def test_shipped_config_routing(rendered):
     # A fixed upstream whose servers the edge's supervisor writes, with connections kept alive.
     assert not directives(conf, "resolver")
     port = yaml.safe_load((REPO / "roles/loginapp/defaults/main.yml").read_text())["loginapp_app_port"]
-    upstream = re.search(r"upstream app \{(.*?)\}", conf, re.DOTALL).group(1)
+    upstream = upstream_block(conf)
     assert directives(upstream, "server") == [f"127.0.0.1:{port} down"]
     assert directives(upstream, "include") == ["/tmp/upstreams/*.conf"]
     assert directives(upstream, "keepalive") == ["32"]
@@ -248,7 +253,7 @@ def test_shipped_config_routing(rendered):
 def test_app_keepalive_can_be_turned_off(render):
     result, _, conf = render(stack_nginx_upstream_keepalive=0)
     assert result.ok, result.output
-    upstream = re.search(r"upstream app \{(.*?)\}", conf, re.DOTALL).group(1)
+    upstream = upstream_block(conf)
     assert not directives(upstream, "keepalive")
     assert directives(upstream, "include") == ["/tmp/upstreams/*.conf"]
 
