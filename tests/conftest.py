@@ -45,3 +45,28 @@ def render_templates():
 def render(render_templates, tmp_path):
     """``render(inventory=None, **variables)`` into this test's own directory."""
     return lambda inventory=None, **extra_vars: render_templates(tmp_path / "rendered", inventory, **extra_vars)
+
+
+@pytest.fixture
+def rotation_phase(run_playbook, tmp_path):
+    """``rotation_phase(entry, phase_variable)`` -> ``run(phase, ok=True)``: one controller-side phase of a
+    rotation (the stack role's ``entry`` tasks, tests/render/rotation_phase.yml) on this test's secrets
+    directory, ``run.dir``; ``ok=False`` expects the phase to be refused."""
+
+    def rotation(entry, phase_variable):
+        inventory = write_inventory(tmp_path)
+        secrets = tmp_path / "secrets"
+
+        def run(phase, ok=True):
+            result = run_playbook(
+                "tests/render/rotation_phase.yml",
+                inventory,
+                extra_vars={"rotation": entry, "stack_secrets_dir": str(secrets), phase_variable: phase},
+            )
+            assert result.ok == ok, result.output
+            return result
+
+        run.dir = secrets
+        return run
+
+    return rotation

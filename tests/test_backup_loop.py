@@ -61,3 +61,31 @@ def test_dumps_are_read_back_checksummed_and_pruned(database, tmp_path):
     assert "TABLE public users" in listing.stdout, listing.stderr
     # The password file libpq read is private to the service's user.
     assert (tmp_path / "pgpass").stat().st_mode & 0o077 == 0
+
+
+def test_a_dump_uses_the_password_the_server_accepts(tmp_path):
+    """During a password rotation the service's file lists the old and the new password."""
+    if not (find_bin("initdb") and find_bin("pg_dump")):
+        pytest.skip("needs PostgreSQL's server and client binaries")
+    server = PostgresServer(host_auth="scram-sha-256").start()
+    try:
+        server.create_role_with_database("app", password="new:pass")
+        backups = tmp_path / "backups"
+        backups.mkdir()
+        (tmp_path / "db_password").write_text("old\nnew:pass\n")
+        env = {
+            "PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "DB_PASSWORD_FILE": str(tmp_path / "db_password"),
+            "PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": "app", "PGDATABASE": "app",
+            "BACKUP_DIR": str(backups), "BACKUP_INTERVAL": "1",
+        }  # fmt: skip
+        loop = subprocess.Popen([str(LOOP)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            dumped = wait_for(lambda: list(backups.glob("*.dump")), 30)
+        finally:
+            loop.send_signal(signal.SIGINT)
+            output = loop.communicate(timeout=10)[0]
+        assert dumped, output
+        assert 'password authentication failed for user "app"' in output, "the first line should have been tried"
+        assert ", read back" in output, output
+    finally:
+        server.stop()

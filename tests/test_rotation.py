@@ -7,28 +7,12 @@ stack, in the default scenario.
 
 import pytest
 from loginapp.config import fallback_keys
-from loginapp_kit.playbook import write_inventory
 
 
 @pytest.fixture
-def rotate(run_playbook, tmp_path):
-    """``rotate(phase)`` runs one phase on a secrets directory of this test; returns the run.
-
-    ``ok=False`` expects the phase to be refused."""
-    inventory = write_inventory(tmp_path)
-    secrets = tmp_path / "secrets"
-
-    def run(phase, ok=True):
-        result = run_playbook(
-            "tests/render/rotate_secret_key.yml",
-            inventory,
-            extra_vars={"stack_secrets_dir": str(secrets), "stack_secret_key_rotation": phase},
-        )
-        assert result.ok == ok, result.output
-        return result
-
-    run.dir = secrets
-    return run
+def rotate(rotation_phase):
+    """``rotate(phase)`` runs one phase on a secrets directory of this test (``rotate.dir``)."""
+    return rotation_phase("rotate_secret_key", "stack_secret_key_rotation")
 
 
 def keys(secrets):

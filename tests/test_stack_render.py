@@ -90,7 +90,8 @@ def test_db_is_pinned_with_a_volume(render):
     db = stack["services"]["db"]
     assert db["deploy"]["placement"]["constraints"] == ["node.labels.loginapp.db == true"]
     assert {"type": "volume", "source": "db-data", "target": "/var/lib/postgresql/data"} in db["volumes"]
-    assert db["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
+    # The server holds no password (the role sets the app's through its socket): a new one never restarts it.
+    assert "secrets" not in db and not any("PASSWORD" in name for name in db["environment"])
 
 
 def test_backups_are_scheduled_on_the_database_node(render):

@@ -164,7 +164,10 @@ class Settings:
         flask="DATABASE_URL",
     )
     database_password: str | None = setting(
-        "database password, added to the URL", flask="DATABASE_PASSWORD", secret=True
+        "database password added to the URL; one a line, the first the server accepts is used"
+        " (a rotation lists the old and the new)",
+        flask="DATABASE_PASSWORD",
+        secret=True,
     )
     database_wait: int = setting(
         "seconds `flask db` commands wait for the database to accept connections",

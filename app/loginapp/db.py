@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app, g
@@ -12,11 +13,17 @@ from sqlalchemy.orm import Session, sessionmaker
 EXTENSION = "loginapp.db"
 
 
+def database_passwords(text: str | None) -> list[str]:
+    """The passwords of LOGINAPP_DATABASE_PASSWORD, one a line, in the order to try them."""
+    return [line for line in (text or "").splitlines() if line]
+
+
 def database_url(url: str, password: str | None) -> URL:
-    """Parse the URL and add the password kept out of it (e.g. a Swarm secret)."""
+    """Parse the URL and add the (first) password kept out of it (e.g. a Swarm secret)."""
     parsed = make_url(url)
-    if password:
-        parsed = parsed.set(password=password)
+    passwords = database_passwords(password)
+    if passwords:
+        parsed = parsed.set(password=passwords[0])
     return parsed
 
 
@@ -33,7 +40,31 @@ def make_engine(url: str, password: str | None = None) -> Engine:
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    passwords = database_passwords(password)
+    if len(passwords) > 1:
+        event.listen(engine, "do_connect", _first_accepted_password(passwords))
     return engine
+
+
+def _first_accepted_password(passwords: list[str]) -> Callable[..., Any]:
+    """Connect with the first password the server accepts.
+
+    A password rotation gives the app the old and the new password, and the
+    role's password changes while replicas run: every new connection still
+    gets in, whichever of the two the role has at that moment.
+    """
+
+    def connect(dialect: Any, _record: Any, cargs: tuple, cparams: dict) -> Any:
+        for password in passwords[:-1]:
+            try:
+                return dialect.connect(*cargs, **{**cparams, "password": password})
+            except dialect.loaded_dbapi.OperationalError as error:
+                # Anything but a refused password (server down, ...) is not retried.
+                if "password authentication failed" not in str(error):
+                    raise
+        return dialect.connect(*cargs, **{**cparams, "password": passwords[-1]})
+
+    return connect
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -119,6 +119,18 @@ def pg_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
+def pg_password_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server whose TCP logins need a password (scram-sha-256), as in the stack."""
+    if not find_bin("initdb"):
+        pytest.skip("PostgreSQL tests need initdb/pg_ctl on PATH (PostgreSQL server binaries)")
+    server = PostgresServer(host_auth="scram-sha-256").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite") / "template.sqlite3"
     upgrade(f"sqlite:///{path}")

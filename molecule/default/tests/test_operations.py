@@ -310,3 +310,47 @@ def test_secret_key_rotation_logs_nobody_out(target, workdir):
     logout = user.submit_page(dashboard, action="/logout", follow=False)
     assert logout.status == 302 and logout.headers.get("Location", "").endswith("/login"), logout.status
     assert not user.logged_in_as(name)
+
+
+def test_db_password_rotation_loses_no_request(target, workdir):
+    """The database password changes under steady traffic: no request fails, nobody is logged out,
+    the server is never restarted, and only the new password opens the database afterwards."""
+    name, password = new_user()
+    target.client().register(name, password)
+    user = target.client()
+    user.login(name, password)
+    assert user.logged_in_as(name)
+    secrets = Path(target.outputs("stack")["stack_secrets_dir"])
+    old = (secrets / "db_password").read_text().strip()
+    server = target.container("db")
+
+    with target.load(LOAD_WORKERS) as load:
+        run = target.run_playbook("playbooks/rotate-db-password.yml", log=workdir / "rotate-db.log")
+    print(f"rotate-db-password.yml: rc={run.returncode} in {run.duration:.0f} s; {load.summary()}")
+    assert run.ok, run.tail()
+    new = (secrets / "db_password").read_text().strip()
+    assert new != old and not (secrets / "db_password.next").exists()
+    assert old not in run.output and new not in run.output, "passwords must not be printed"
+    assert load.ok > 0
+    assert load.failed == 0, f"requests lost during the rotation: {load.summary()}"
+    assert user.logged_in_as(name), "the rotation logged the user out"
+
+    assert target.container("db") == server, "the database server must not restart for a new password"
+
+    role, database = target.settings["loginapp_db_user"], target.settings["loginapp_db_name"]
+
+    def opens_the_database(candidate):
+        try:
+            psql = ["psql", "-X", "-w", "-h", "127.0.0.1", "-U", role, "-d", database, "-c", "SELECT 1"]
+            target.docker("exec", "--env", f"PGPASSWORD={candidate}", server, *psql)
+        except RuntimeError:
+            return False
+        return True
+
+    assert opens_the_database(new) and not opens_the_database(old)
+    app = target.container("app")
+    assert target.docker("exec", app, "cat", "/run/secrets/db_password").splitlines() == [new], (
+        "after the rotation the app's secret holds the new password alone"
+    )
+    again = site(target, workdir, "after-db-rotation")
+    assert again.ok and again.changed == 0, again.changed_tasks()

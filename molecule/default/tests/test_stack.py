@@ -27,7 +27,8 @@ HEALTH_CHECKED = ["nginx", "app", "db"]
 # Where each service reads its secrets (files under /run/secrets, never env values).
 SECRET_TARGETS = {
     "app": {"secret_key", "secret_key_fallbacks", "db_password"},
-    "db": {"db_password"},
+    # The server holds no password: the stack role sets the app role's through its socket.
+    "db": set(),
     "nginx": {"tls_cert", "tls_key"},
     "backup": {"db_password"},
 }
@@ -156,10 +157,31 @@ def test_db_is_pinned_by_node_label(target, manager):
 def test_only_the_app_role_logs_in_over_the_network(manager, target, user, refused):
     """The superuser is refused over TCP even with the app's password (older clusters gave it that password)."""
     user = target.settings["loginapp_db_user"] if user == "app" else user
-    psql = f'PGPASSWORD="$(cat /run/secrets/db_password)" psql -X -h 127.0.0.1 -U {user} -d postgres -tAc "SELECT 1"'
-    result = manager.run(f"docker exec {target.container('db')} sh -c '{psql}'")
+    password = (Path(target.outputs("stack")["stack_secrets_dir"]) / "db_password").read_text().strip()
+    psql = f"psql -X -w -h 127.0.0.1 -U {user} -d postgres -tAc 'SELECT 1'"
+    result = manager.run(f"docker exec --env PGPASSWORD={password} {target.container('db')} {psql}")
     if refused:
         assert result.rc != 0 and "pg_hba.conf rejects connection" in result.stderr, result.stderr
+    else:
+        assert result.rc == 0 and result.stdout.strip() == "1", result.stderr
+
+
+@pytest.mark.parametrize(
+    "exec_user, db_user, refused_with",
+    [
+        ("postgres", "postgres", None),
+        ("postgres", "app", "pg_hba.conf rejects connection"),
+        # No capabilities: root in the container cannot even open the postgres-only socket.
+        ("0", "postgres", "Permission denied"),
+    ],
+)
+def test_the_socket_admits_only_the_superuser_as_postgres(manager, target, exec_user, db_user, refused_with):
+    """Backups, restores and setting the app's password go through the socket, without a password."""
+    db_user = target.settings["loginapp_db_user"] if db_user == "app" else db_user
+    psql = f"psql -X -w -h /tmp -U {db_user} -d postgres -tAc 'SELECT 1'"
+    result = manager.run(f"docker exec --user {exec_user} {target.container('db')} {psql}")
+    if refused_with:
+        assert result.rc != 0 and refused_with in result.stderr, result.stderr
     else:
         assert result.rc == 0 and result.stdout.strip() == "1", result.stderr
 
@@ -182,7 +204,7 @@ def test_secrets_are_files_not_environment(target, uids, service):
 
 @pytest.mark.parametrize(
     "service, secret",
-    [("app", "secret_key"), ("app", "db_password"), ("db", "db_password"), ("backup", "db_password")],
+    [("app", "secret_key"), ("app", "db_password"), ("backup", "db_password")],
 )
 def test_secret_values_only_in_the_mounted_files(manager, target, service, secret):
     value = (Path(target.outputs("stack")["stack_secrets_dir"]) / secret).read_text().split()[0]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 SUPERUSER = "postgres"
 
@@ -35,10 +36,12 @@ class PostgresServer:
     """initdb into a temp dir and start postgres on a free loopback port.
 
     PostgreSQL refuses to run as root, so as root the server runs as `nobody`
-    through setpriv, in a directory that user owns.
+    through setpriv, in a directory that user owns. With ``host_auth`` (e.g.
+    ``scram-sha-256``) TCP logins need a password, as in the stack; the
+    superuser then connects through the socket in ``dir``, which trusts it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host_auth: str = "trust") -> None:
         initdb = find_bin("initdb")
         pg_ctl = find_bin("pg_ctl")
         if not initdb or not pg_ctl:
@@ -47,6 +50,7 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="loginapp-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
+        self.host_auth = host_auth
         self._prefix: list[str] = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "nobody", "nogroup")
@@ -56,7 +60,14 @@ class PostgresServer:
         subprocess.run([*self._prefix, *args], check=True, capture_output=True, cwd=self.dir)
 
     def start(self) -> PostgresServer:
-        self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "-E", "UTF8")
+        auth = ["--auth-local=trust", f"--auth-host={self.host_auth}"]
+        if self.host_auth != "trust":
+            # initdb wants a superuser password for any password method; nobody uses it.
+            (self.dir / "pwfile").write_text(os.urandom(16).hex())
+            if self._prefix:
+                shutil.chown(self.dir / "pwfile", "nobody", "nogroup")
+            auth.append(f"--pwfile={self.dir / 'pwfile'}")
+        self._run(self.initdb, "-D", str(self.data), *auth, "-U", SUPERUSER, "-E", "UTF8")
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
@@ -83,7 +94,8 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def dsn(self, dbname: str) -> str:
-        return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={dbname}"
+        """The superuser's connection string (through the socket, which trusts it)."""
+        return f"host={self.dir} port={self.port} user={SUPERUSER} dbname={dbname}"
 
     def url(self, dbname: str) -> str:
         return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
@@ -93,3 +105,13 @@ class PostgresServer:
             suffix = f" TEMPLATE {template}" if template else ""
             conn.execute(f'CREATE DATABASE "{name}"{suffix}')
         return self.url(name)
+
+    def create_role_with_database(self, name: str, password: str | None = None) -> None:
+        """A login role (without a password unless given) that owns a database of the same name, as the stack's."""
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), password))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name)))
+
+    def set_password(self, role: str, password: str) -> None:
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), password))

@@ -10,8 +10,17 @@ set -eu
 umask 077
 # The password reaches libpq through a file in tmpfs, never the environment.
 PGPASSFILE="${TMPDIR:-/tmp}/pgpass"
-printf '*:*:*:*:%s\n' "$(sed 's/[\\:]/\\&/g' "$DB_PASSWORD_FILE")" > "$PGPASSFILE"
 export PGPASSFILE
+# DB_PASSWORD_FILE holds one password a line (a rotation lists the old and the
+# new): a dump tries each until the server accepts one.
+dump() {
+    while IFS= read -r password || [ -n "$password" ]; do
+        [ -n "$password" ] || continue
+        printf '*:*:*:*:%s\n' "$(printf '%s' "$password" | sed 's/[\\:]/\\&/g')" > "$PGPASSFILE"
+        pg_dump -Fc --no-password -f "$1" && return 0
+    done < "$DB_PASSWORD_FILE"
+    return 1
+}
 # A dump cut short by a stop is never kept.
 rm -f "$BACKUP_DIR"/.partial-*
 # PID 1 gets no default signal handling: stop at once when Swarm asks (the
@@ -22,7 +31,7 @@ pause() { sleep "$1" & wait $!; }
 while :; do
     name="$BACKUP_PREFIX-$(date -u +%Y%m%dT%H%M%SZ).dump"
     partial="$BACKUP_DIR/.partial-$name"
-    if pg_dump -Fc --no-password -f "$partial" && pg_restore --list "$partial" >/dev/null; then
+    if dump "$partial" && pg_restore --list "$partial" >/dev/null; then
         mv "$partial" "$BACKUP_DIR/$name"
         (cd "$BACKUP_DIR" && sha256sum "$name" > "$name.sha256")
         echo "backup: $name, $(wc -c < "$BACKUP_DIR/$name") bytes, read back"
