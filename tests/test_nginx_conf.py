@@ -33,7 +33,7 @@ from loginapp_kit import REPO
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # The edge image's entrypoint: keeps nginx's list of app replicas current.
-EDGE_UPSTREAMS = str(REPO / "roles/images/files/nginx/edge-upstreams")
+EDGE_SUPERVISOR = str(REPO / "roles/images/files/nginx/edge-supervisor")
 
 pytestmark = pytest.mark.skipif(
     not Path(NGINX).exists(),
@@ -47,39 +47,43 @@ def free_port():
         return s.getsockname()[1]
 
 
-def make_pki(directory):
-    """CA + leaf for localhost, written like the tls role's layout."""
+def certificate(subject, key, issuer, issuer_key, ca):
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-
-    def build(subject, key, issuer, issuer_key, ca):
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False).add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
-        if not ca:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False).add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-        return b.sign(issuer_key, hashes.SHA256())
+    return b.sign(issuer_key, hashes.SHA256())
 
-    ca_key, leaf_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
-    )
-    ca = build("test CA", ca_key, "test CA", ca_key, ca=True)
-    leaf = build("localhost", leaf_key, "test CA", ca_key, ca=False)
-    pem = serialization.Encoding.PEM
-    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (directory / "server.crt").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
-    (directory / "server.key").write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+
+def make_pki(directory):
+    """A CA (ca.crt, its key kept in memory) and server.pem for localhost: what the stack puts on each edge node."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("test CA", ca_key, "test CA", ca_key, ca=True)
+    (directory / "ca.crt").write_bytes(ca.public_bytes(PEM))
+    (directory / "server.pem").write_bytes(server_pem(ca, ca_key)[0])
+    return ca, ca_key
+
+
+def server_pem(ca, ca_key):
+    """(server.pem's content: leaf + CA + key, the leaf) for a new key signed by the CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = certificate("localhost", key, "test CA", ca_key, ca=False)
+    private = key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return leaf.public_bytes(PEM) + ca.public_bytes(PEM) + private, leaf
+
+
+PEM = serialization.Encoding.PEM
 
 
 # /slow* requests stay in progress this long (the per-client request limit test).
@@ -122,7 +126,7 @@ def rendered(tmp_path_factory, render_templates):
     work = tmp_path_factory.mktemp("nginx")
     for sub in ("tls", "static", "tmp"):
         (work / sub).mkdir()
-    make_pki(work / "tls")
+    ca, ca_key = make_pki(work / "tls")
     (work / "static" / "app.css").write_text("body { color: #123456; }\n" * 100)
     ports = {"http": free_port(), "https": free_port(), "upstream": free_port()}
     shipped, _, default_conf = render_templates(work / "shipped")
@@ -131,8 +135,7 @@ def rendered(tmp_path_factory, render_templates):
         work / "local",
         stack_nginx_http_port=ports["http"],
         stack_nginx_https_port=ports["https"],
-        stack_nginx_cert_path=str(work / "tls" / "server.crt"),
-        stack_nginx_key_path=str(work / "tls" / "server.key"),
+        stack_nginx_tls_dir=str(work / "tls"),
         stack_nginx_pid_path=str(work / "tmp" / "nginx.pid"),
         stack_nginx_temp_dir=str(work / "tmp"),
         stack_nginx_static_root=str(work / "static") + "/",
@@ -143,7 +146,13 @@ def rendered(tmp_path_factory, render_templates):
         loginapp_app_port=ports["upstream"],
     )
     assert local.ok, local.output
-    return {"work": work, "ports": ports, "default": default_conf, "test": work / "local" / "nginx.conf"}
+    return {
+        "work": work,
+        "ports": ports,
+        "default": default_conf,
+        "test": work / "local" / "nginx.conf",
+        "ca": (ca, ca_key),
+    }
 
 
 def edge_environment(rendered, name):
@@ -153,6 +162,7 @@ def edge_environment(rendered, name):
         "EDGE_UPSTREAM_PORT": str(rendered["ports"]["upstream"]),
         "EDGE_UPSTREAM_FILE": str(rendered["work"] / "tmp" / "upstreams" / "app.conf"),
         "EDGE_UPSTREAM_INTERVAL": "1",
+        "EDGE_TLS_FILE": str(rendered["work"] / "tls" / "server.pem"),
     }
 
 
@@ -199,8 +209,9 @@ def test_shipped_config_fits_a_read_only_non_root_container(rendered):
         "8080",  # the servers that refuse other names
         "8443 ssl",
     ]
-    assert directives(conf, "ssl_certificate") == ["/run/secrets/tls_cert"]
-    assert directives(conf, "ssl_certificate_key") == ["/run/secrets/tls_key"]
+    # One file holds chain and key: replaced in one step, never a pair that does not match.
+    assert directives(conf, "ssl_certificate") == ["/etc/nginx/tls/server.pem"]
+    assert directives(conf, "ssl_certificate_key") == ["/etc/nginx/tls/server.pem"]
     assert directives(conf, "error_log") == ["stderr warn"]
     assert directives(conf, "access_log")[0] == "/dev/stdout json"
 
@@ -260,7 +271,7 @@ def test_app_keepalive_can_be_turned_off(render):
 
 @pytest.mark.parametrize(("name", "replicas"), [("localhost", 1), ("no-replica.invalid", 0)])
 def test_edge_supervisor_lists_the_replicas_then_passes_the_stop_signal_on(rendered, tmp_path, name, replicas):
-    """edge-upstreams writes the server list before its command starts, and the container's stop signal reaches it.
+    """edge-supervisor writes the server list before its command starts, and the container's stop signal reaches it.
 
     A name without addresses (no healthy replica yet) gives an empty list, which nginx accepts.
     """
@@ -272,7 +283,7 @@ def test_edge_supervisor_lists_the_replicas_then_passes_the_stop_signal_on(rende
     )
     environment = {**edge_environment(rendered, name), "EDGE_UPSTREAM_FILE": str(tmp_path / "up" / "app.conf")}
     proc = subprocess.Popen(
-        [EDGE_UPSTREAMS, "python3", "-c", child],
+        [EDGE_SUPERVISOR, "python3", "-c", child],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -292,7 +303,7 @@ def test_edge_supervisor_lists_the_replicas_then_passes_the_stop_signal_on(rende
 
 
 def test_edge_supervisor_refuses_to_start_without_its_settings():
-    proc = subprocess.run([EDGE_UPSTREAMS, "true"], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    proc = subprocess.run([EDGE_SUPERVISOR, "true"], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
     assert proc.returncode != 0
     assert "EDGE_UPSTREAM_NAME" in proc.stderr
 
@@ -318,7 +329,7 @@ def live(rendered):
     with open(rendered["work"] / "nginx.out", "w") as log:
         # As in the edge image: the supervisor lists the upstream's addresses (here localhost's) and runs nginx.
         proc = subprocess.Popen(
-            [EDGE_UPSTREAMS, NGINX, "-c", str(rendered["test"]), "-e", "stderr", "-g", globals_],
+            [EDGE_SUPERVISOR, NGINX, "-c", str(rendered["test"]), "-e", "stderr", "-g", globals_],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **edge_environment(rendered, "localhost")},
@@ -450,13 +461,69 @@ def test_other_names_are_refused_and_addresses_served(live):
         assert served or answer == b"", answer
 
 
+def served_leaf(live):
+    ctx = tls_context(live)
+    with (
+        socket.create_connection(("127.0.0.1", live["ports"]["https"]), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def replace_file(path, content):
+    """As Ansible's copy does: a new file renamed over the old one."""
+    new = path.with_name(path.name + ".new")
+    new.write_bytes(content)
+    os.replace(new, path)
+
+
+def wait_until_served(live, leaf, seconds=10):
+    deadline = time.monotonic() + seconds
+    while (served := served_leaf(live)) != leaf:
+        assert time.monotonic() < deadline, f"nginx still serves serial {served.serial_number} after {seconds} s"
+        time.sleep(0.2)
+
+
+def test_a_replaced_certificate_is_reloaded_without_a_failed_request(live):
+    """A new server.pem (new key) is served within seconds of being written, by a graceful reload: requests on
+    new connections, each with its own handshake, keep succeeding meanwhile. The first file comes back at the end."""
+    pem = live["work"] / "tls" / "server.pem"
+    original, first_leaf = pem.read_bytes(), served_leaf(live)
+    content, new_leaf = server_pem(*live["ca"])
+    outcomes = []
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                outcomes.append(https(live, "GET", "/during-reload")[0])
+            except OSError as error:
+                outcomes.append(repr(error))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        replace_file(pem, content)
+        wait_until_served(live, new_leaf)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join()
+        replace_file(pem, original)
+    wait_until_served(live, first_leaf)
+    failed = [outcome for outcome in outcomes if outcome != 200]
+    assert outcomes and not failed, f"{len(failed)} of {len(outcomes)} requests failed: {failed[:3]}"
+    assert "server.pem was replaced: reloading nginx" in (live["work"] / "nginx.out").read_text()
+
+
 def test_old_tls_probe_can_succeed(live):
     """Control: the TLS 1.1 client below does connect to a server that allows TLS 1.1."""
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     server_ctx.minimum_version = ssl.TLSVersion.TLSv1_1
     tls_dir = live["work"] / "tls"
-    server_ctx.load_cert_chain(tls_dir / "server.crt", tls_dir / "server.key")
+    server_ctx.load_cert_chain(tls_dir / "server.pem")
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
 

@@ -244,6 +244,35 @@ def test_leaf_close_to_expiry_is_renewed(project):
     assert leaf.not_valid_after_utc - short.not_valid_after_utc > dt.timedelta(days=300)
 
 
+def test_key_rotation_makes_a_new_key_and_certificate_and_keeps_the_ca(project):
+    assert run(project).rc == 0
+    tls = project / "tls"
+    ca_before, key_before = (tls / "ca.key").read_bytes(), (tls / "server.key").read_bytes()
+    leaf_before = load_certs(tls / "server.crt")[0]
+
+    rotated = run(project, {"tls_rotate_server_key": True})
+    assert rotated.rc == 0, rotated.output
+    assert (tls / "ca.key").read_bytes() == ca_before
+    assert (tls / "server.key").read_bytes() != key_before
+    leaf = load_certs(tls / "server.crt")[0]
+    key = serialization.load_pem_private_key((tls / "server.key").read_bytes(), password=None)
+    assert leaf.public_key().public_numbers() == key.public_key().public_numbers()
+    assert leaf.public_key().public_numbers() != leaf_before.public_key().public_numbers()
+    assert sans(leaf) == sans(leaf_before)
+    leaf.verify_directly_issued_by(load_certs(tls / "ca.crt")[0])
+
+    again = run(project)
+    assert again.rc == 0 and again.changed() == 0, again.output
+
+
+def test_key_rotation_is_refused_in_provided_mode(project, operator_pki):
+    files, _ = operator_pki
+    result = run(project, provided(files, tls_rotate_server_key=True))
+    assert result.rc != 0
+    assert "tls_rotate_server_key" in result.output and "tls_cert_file" in result.output
+    assert not (project / "tls" / "server.key").exists()
+
+
 def test_unknown_mode_fails_naming_the_variable_and_creates_nothing(project):
     result = run(project, {"tls_mode": "letsencrypt"})
     assert result.rc != 0

@@ -14,10 +14,13 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import socket
 import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from loginapp_kit.apptree import copy_app_tree
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.timeout(1500)]
@@ -102,9 +105,9 @@ def test_backup_survives_loss_of_stack_and_volume(target, workdir):
     assert not wrong.ok
     assert wrong.says("app keeps failing: its last 3 tasks since this deploy failed with"), wrong.tail()
     assert wrong.says("stopped waiting: Swarm would restart app forever"), wrong.tail()
-    # The image's own words (its entrypoint, edge-upstreams, misses its settings), not only Swarm's.
+    # The image's own words (its entrypoint, edge-supervisor, misses its settings), not only Swarm's.
     last_lines = re.search(
-        r"Last lines of the newest failed app task \(on \S+\):\s+\S*edge-upstreams: .*EDGE_UPSTREAM_NAME", wrong.output
+        r"Last lines of the newest failed app task \(on \S+\):\s+\S*edge-supervisor: .*EDGE_UPSTREAM_NAME", wrong.output
     )
     assert last_lines, wrong.tail()
 
@@ -353,4 +356,47 @@ def test_db_password_rotation_loses_no_request(target, workdir):
         "after the rotation the app's secret holds the new password alone"
     )
     again = site(target, workdir, "after-db-rotation")
+    assert again.ok and again.changed == 0, again.changed_tasks()
+
+
+def served_public_key(target) -> bytes:
+    """The public key of the certificate nginx serves on a new connection."""
+    context = target.ssl_context()
+    with (
+        socket.create_connection((target.host, 443), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=target.host) as tls,
+    ):
+        leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    return leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_tls_key_rotation_reloads_nginx_without_a_failed_request(target, workdir):
+    """A new TLS key under steady traffic: nginx reloads it in place (the same container), no request fails,
+    nobody is logged out, and new connections get a certificate for the new key."""
+    name, password = new_user()
+    target.client().register(name, password)
+    user = target.client()
+    user.login(name, password)
+    key_file = Path(target.outputs("tls")["tls_server_key_path"])
+    old_key, old_served = key_file.read_text(), served_public_key(target)
+    nginx = target.container("nginx")
+
+    with target.load(LOAD_WORKERS) as load:
+        run = target.run_playbook("playbooks/rotate-tls-key.yml", log=workdir / "rotate-tls.log")
+    print(f"rotate-tls-key.yml: rc={run.returncode} in {run.duration:.0f} s; {load.summary()}")
+    assert run.ok, run.tail()
+    new_key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    assert key_file.read_text() != old_key
+    assert "PRIVATE KEY" not in run.output, "the key must not be printed"
+    assert load.ok > 0
+    assert load.failed == 0, f"requests lost during the rotation: {load.summary()}"
+    assert user.logged_in_as(name), "the rotation logged the user out"
+
+    assert target.container("nginx") == nginx, "nginx must reload the new key, not restart"
+    served = served_public_key(target)
+    assert served != old_served
+    assert served == new_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    again = site(target, workdir, "after-tls-rotation")
     assert again.ok and again.changed == 0, again.changed_tasks()

@@ -29,7 +29,8 @@ SECRET_TARGETS = {
     "app": {"secret_key", "secret_key_fallbacks", "db_password"},
     # The server holds no password: the stack role sets the app role's through its socket.
     "db": set(),
-    "nginx": {"tls_cert", "tls_key"},
+    # Its certificate and key are a node file it reloads in place (test_the_tls_key_is_a_node_file_only_nginx_reads).
+    "nginx": set(),
     "backup": {"db_password"},
 }
 MIB = 1024 * 1024
@@ -216,6 +217,18 @@ def test_secret_values_only_in_the_mounted_files(manager, target, service, secre
     assert value not in env
     environ = manager.check_output(f"docker exec {container} cat /proc/1/environ")
     assert value not in environ
+
+
+def test_the_tls_key_is_a_node_file_only_nginx_reads(manager, target, uids):
+    tls = target.outputs("tls")
+    chain, key = (Path(tls[name]).read_text().strip() for name in ("tls_server_cert_path", "tls_server_key_path"))
+    directory, pem = manager.file("/etc/loginapp/tls"), manager.file("/etc/loginapp/tls/server.pem")
+    assert (directory.uid, directory.mode) == (int(uids["nginx"]), 0o500)
+    assert (pem.uid, pem.mode) == (int(uids["nginx"]), 0o400)
+    assert pem.content_string == f"{chain}\n{key}\n"
+    mounts = target.service_spec("nginx")["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    binds = [(m["Source"], m["Target"], m.get("ReadOnly")) for m in mounts if m["Type"] == "bind"]
+    assert binds == [("/etc/loginapp/tls", "/etc/nginx/tls", True)]
 
 
 def test_ports_listen_on_the_host(manager):
@@ -415,7 +428,7 @@ def test_users_survive_an_app_restart(new_client, target, credentials):
 
 
 def edge_upstream(target) -> tuple[str, list[str]]:
-    """The nginx container, and the app replicas its upstream lists now (written by edge-upstreams)."""
+    """The nginx container, and the app replicas its upstream lists now (written by edge-supervisor)."""
     nginx = target.container("nginx")
     env = json.loads(target.docker("inspect", "--format", "{{json .Config.Env}}", nginx))
     path = dict(item.split("=", 1) for item in env)["EDGE_UPSTREAM_FILE"]
