@@ -135,7 +135,7 @@ def rendered(tmp_path_factory, render_templates):
         work / "local",
         stack_nginx_http_port=ports["http"],
         stack_nginx_https_port=ports["https"],
-        stack_nginx_tls_dir=str(work / "tls"),
+        stack_nginx_edge_dir=str(work / "tls"),
         stack_nginx_pid_path=str(work / "tmp" / "nginx.pid"),
         stack_nginx_temp_dir=str(work / "tmp"),
         stack_nginx_static_root=str(work / "static") + "/",
@@ -162,7 +162,7 @@ def edge_environment(rendered, name):
         "EDGE_UPSTREAM_PORT": str(rendered["ports"]["upstream"]),
         "EDGE_UPSTREAM_FILE": str(rendered["work"] / "tmp" / "upstreams" / "app.conf"),
         "EDGE_UPSTREAM_INTERVAL": "1",
-        "EDGE_TLS_FILE": str(rendered["work"] / "tls" / "server.pem"),
+        "EDGE_WATCH_FILES": f"{rendered['test']} {rendered['work'] / 'tls' / 'server.pem'}",
     }
 
 
@@ -210,8 +210,8 @@ def test_shipped_config_fits_a_read_only_non_root_container(rendered):
         "8443 ssl",
     ]
     # One file holds chain and key: replaced in one step, never a pair that does not match.
-    assert directives(conf, "ssl_certificate") == ["/etc/nginx/tls/server.pem"]
-    assert directives(conf, "ssl_certificate_key") == ["/etc/nginx/tls/server.pem"]
+    assert directives(conf, "ssl_certificate") == ["/etc/nginx/edge/server.pem"]
+    assert directives(conf, "ssl_certificate_key") == ["/etc/nginx/edge/server.pem"]
     assert directives(conf, "error_log") == ["stderr warn"]
     assert directives(conf, "access_log")[0] == "/dev/stdout json"
 
@@ -514,7 +514,28 @@ def test_a_replaced_certificate_is_reloaded_without_a_failed_request(live):
     wait_until_served(live, first_leaf)
     failed = [outcome for outcome in outcomes if outcome != 200]
     assert outcomes and not failed, f"{len(failed)} of {len(outcomes)} requests failed: {failed[:3]}"
-    assert "server.pem was replaced: reloading nginx" in (live["work"] / "nginx.out").read_text()
+    assert f"{pem} replaced: reloading nginx" in (live["work"] / "nginx.out").read_text()
+
+
+def test_a_replaced_nginx_conf_is_reloaded(live):
+    """A new nginx.conf (another Referrer-Policy) is served within seconds of being written; the first comes back."""
+    conf = live["test"]
+    original = conf.read_text()
+    assert "strict-origin-when-cross-origin" in original
+
+    def referrer_policy_becomes(value):
+        deadline = time.monotonic() + 10
+        while (served := https(live, "GET", "/login")[1]["Referrer-Policy"]) != value:
+            assert time.monotonic() < deadline, f"nginx still sends {served} after 10 s"
+            time.sleep(0.2)
+
+    try:
+        replace_file(conf, original.replace("strict-origin-when-cross-origin", "no-referrer").encode())
+        referrer_policy_becomes("no-referrer")
+    finally:
+        replace_file(conf, original.encode())
+    referrer_policy_becomes("strict-origin-when-cross-origin")
+    assert f"{conf} replaced: reloading nginx" in (live["work"] / "nginx.out").read_text()
 
 
 def test_old_tls_probe_can_succeed(live):

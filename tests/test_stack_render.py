@@ -192,7 +192,7 @@ def test_shared_settings_are_one_edit_each(render, run_playbook, tmp_path):
     assert "/dev/tcp/127.0.0.1/9000" in " ".join(app["healthcheck"]["test"])
     assert stack["services"]["nginx"]["environment"]["EDGE_UPSTREAM_PORT"] == "9000"
     assert re.findall(r"server 127\.0\.0\.1:(\d+) down;", nginx_conf) == ["9000"]
-    names = [ref["name"] for ref in [*stack["secrets"].values(), *stack["configs"].values()]]
+    names = [ref["name"] for ref in stack["secrets"].values()]
     assert names and all(name.startswith("shop_") for name in names), names
     # Three edges possible on four nodes of the renamed groups: the default two nginx replicas fit.
     assert stack["services"]["nginx"]["deploy"]["replicas"] == 2

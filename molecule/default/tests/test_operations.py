@@ -195,19 +195,39 @@ def test_restore_refuses_a_damaged_dump(target, workdir):
     assert not run.says("Restore the dump"), run.tail()
 
 
-def test_nginx_conf_that_nginx_refuses_never_reaches_swarm(target, manager):
+def test_nginx_conf_that_nginx_refuses_never_reaches_the_nodes(target, manager):
     """A setting that passes preflight but that nginx rejects stops the run with nginx's own error, changing nothing."""
     stack = target.settings["loginapp_stack_name"]
-    configs = f"docker config ls --filter name={stack}_nginx_conf --format '{{{{.Name}}}}'"
+    conf = "sha256sum /etc/loginapp/edge/nginx.conf"
     nginx_spec = f"docker service inspect --format '{{{{.Version.Index}}}}' {stack}_nginx"
-    before = manager.check_output(configs), manager.check_output(nginx_spec)
+    before = manager.check_output(conf), manager.check_output(nginx_spec)
     run = target.run_playbook("playbooks/stack.yml", stack_nginx_ssl_ciphers="NO-SUCH-CIPHER")
     assert not run.ok
     assert run.says("nginx refused the new nginx.conf"), run.tail()
     assert run.says('SSL_CTX_set_cipher_list("NO-SUCH-CIPHER") failed'), run.tail()
-    assert not run.says("Deploy the stack"), run.tail()
-    assert (manager.check_output(configs), manager.check_output(nginx_spec)) == before
+    assert not run.says("Install nginx.conf"), run.tail()
+    assert (manager.check_output(conf), manager.check_output(nginx_spec)) == before
     assert manager.check_output("ls /tmp | grep -c loginapp-nginx-check || true") == "0"
+
+
+def test_nginx_setting_change_is_reloaded_in_place_without_a_failed_request(target, workdir):
+    """A changed nginx setting reaches the running nginx by a graceful reload: the same container, no failed request."""
+    nginx = target.container("nginx")
+    client = target.client()
+    assert client.get("/login").headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    with target.load(LOAD_WORKERS) as load:
+        run = target.run_playbook(
+            "playbooks/stack.yml", log=workdir / "nginx-setting.log", stack_nginx_referrer_policy="no-referrer"
+        )
+    print(f"stack.yml with a new nginx setting: rc={run.returncode} in {run.duration:.0f} s; {load.summary()}")
+    assert run.ok, run.tail()
+    assert load.ok > 0
+    assert load.failed == 0, f"requests lost during the reload: {load.summary()}"
+    assert target.container("nginx") == nginx, "nginx must reload its new nginx.conf, not restart"
+    assert client.get("/login").headers["Referrer-Policy"] == "no-referrer"
+    back = site(target, workdir, "nginx-setting-back")
+    assert back.ok and back.changed > 0, back.tail()
+    assert client.get("/login").headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
 
 
 def test_app_image_missing_on_a_node_is_refused(target):

@@ -29,7 +29,7 @@ SECRET_TARGETS = {
     "app": {"secret_key", "secret_key_fallbacks", "db_password"},
     # The server holds no password: the stack role sets the app role's through its socket.
     "db": set(),
-    # Its certificate and key are a node file it reloads in place (test_the_tls_key_is_a_node_file_only_nginx_reads).
+    # nginx.conf, its certificate and key are node files it reloads in place (see test_nginx_conf_and_the_tls_key_...).
     "nginx": set(),
     "backup": {"db_password"},
 }
@@ -219,16 +219,20 @@ def test_secret_values_only_in_the_mounted_files(manager, target, service, secre
     assert value not in environ
 
 
-def test_the_tls_key_is_a_node_file_only_nginx_reads(manager, target, uids):
+def test_nginx_conf_and_the_tls_key_are_node_files_only_nginx_reads(manager, target, uids):
     tls = target.outputs("tls")
     chain, key = (Path(tls[name]).read_text().strip() for name in ("tls_server_cert_path", "tls_server_key_path"))
-    directory, pem = manager.file("/etc/loginapp/tls"), manager.file("/etc/loginapp/tls/server.pem")
+    directory = manager.file("/etc/loginapp/edge")
     assert (directory.uid, directory.mode) == (int(uids["nginx"]), 0o500)
-    assert (pem.uid, pem.mode) == (int(uids["nginx"]), 0o400)
-    assert pem.content_string == f"{chain}\n{key}\n"
-    mounts = target.service_spec("nginx")["TaskTemplate"]["ContainerSpec"]["Mounts"]
-    binds = [(m["Source"], m["Target"], m.get("ReadOnly")) for m in mounts if m["Type"] == "bind"]
-    assert binds == [("/etc/loginapp/tls", "/etc/nginx/tls", True)]
+    for name in ("nginx.conf", "server.pem"):
+        file = manager.file(f"/etc/loginapp/edge/{name}")
+        assert (file.uid, file.mode) == (int(uids["nginx"]), 0o400), name
+    assert manager.file("/etc/loginapp/edge/server.pem").content_string == f"{chain}\n{key}\n"
+    spec = target.service_spec("nginx")["TaskTemplate"]["ContainerSpec"]
+    binds = [(m["Source"], m["Target"], m.get("ReadOnly")) for m in spec["Mounts"] if m["Type"] == "bind"]
+    assert binds == [("/etc/loginapp/edge", "/etc/nginx/edge", True)]
+    assert spec["Args"][:2] == ["-c", "/etc/nginx/edge/nginx.conf"]
+    assert not spec.get("Configs"), "nginx.conf is the node's file, not a Swarm config"
 
 
 def test_ports_listen_on_the_host(manager):
