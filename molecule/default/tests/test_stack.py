@@ -231,7 +231,7 @@ def test_nginx_conf_and_the_tls_key_are_node_files_only_nginx_reads(manager, tar
     spec = target.service_spec("nginx")["TaskTemplate"]["ContainerSpec"]
     binds = [(m["Source"], m["Target"], m.get("ReadOnly")) for m in spec["Mounts"] if m["Type"] == "bind"]
     assert binds == [("/etc/loginapp/edge", "/etc/nginx/edge", True)]
-    assert spec["Args"][:2] == ["-c", "/etc/nginx/edge/nginx.conf"]
+    assert spec["Args"][:3] == ["nginx", "-c", "/etc/nginx/edge/nginx.conf"]
     assert not spec.get("Configs"), "nginx.conf is the node's file, not a Swarm config"
 
 
