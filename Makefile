@@ -17,9 +17,9 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Debian packages the tests use (the project installs them; nothing by hand).
-TEST_PACKAGES := nginx-light chromium libnss3-tools wrk debootstrap
+TEST_PACKAGES := nginx-light chromium libnss3-tools wrk debootstrap pebble
 
-.PHONY: help venv deploy status engine tools test lint docs unit molecule bench teardown clean rotate-secret-key rotate-db-password rotate-tls-key rollback logs backup restore
+.PHONY: help venv deploy status engine tools test lint docs unit molecule bench teardown clean rotate-secret-key rotate-db-password rotate-tls-key renew rollback logs backup restore
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ rotate-db-password: venv ## Rotate the app's database password on INVENTORY in t
 
 rotate-tls-key: venv ## Make a new TLS server key and certificate on INVENTORY; nginx reloads it in place, no request fails
 	ansible-playbook -i $(INVENTORY) playbooks/rotate-tls-key.yml
+
+renew: venv ## tls_mode=acme: renew the certificate of INVENTORY when it is due (daily cron); else nothing
+	ansible-playbook -i $(INVENTORY) playbooks/renew.yml
 
 backup: venv ## Dump the database now, read back and checksummed, to the controller (<state dir>/backups)
 	ansible-playbook -i $(INVENTORY) playbooks/backup.yml $(ARGS)

@@ -317,6 +317,33 @@ def test_hsts_subdomains_and_acme_root_are_knobs(render):
     assert re.search(r"acme-challenge/ \{\s*root /srv/acme;", conf)
 
 
+def test_acme_mode_mounts_the_challenge_directory_where_nginx_serves_it(render):
+    result, stack, conf = render(tls_acme_challenge_dir="/var/lib/loginapp/acme-challenge")
+    assert result.ok, result.output
+    mounts = stack["services"]["nginx"]["volumes"]
+    assert {
+        "type": "bind", "source": "/var/lib/loginapp/acme-challenge",
+        "target": "/srv/acme/.well-known/acme-challenge", "read_only": True,
+    } in mounts  # fmt: skip
+    assert re.search(r"acme-challenge/ \{\s*root /srv/acme;", conf)
+    # Without it (selfsigned, provided): no mount, and the path answers 404.
+    result, stack, conf = render()
+    assert not [m for m in stack["services"]["nginx"]["volumes"] if "acme" in m.get("target", "")]
+    assert re.search(r"acme-challenge/ \{\s*return 404;", conf)
+
+
+def test_ocsp_stapling_follows_the_certificate(render):
+    names = ["DNS:login.example.test"]
+    result, _, conf = render(stack_certificate={"subject_alt_name": names, "ocsp_uri": "http://ocsp.example.test"})
+    assert result.ok, result.output
+    assert "ssl_stapling on;" in conf and "resolver 127.0.0.11" in conf
+    # The private CA (and Let's Encrypt since 2025) name no responder: nothing to staple.
+    for certificate in ({"subject_alt_name": names}, {"subject_alt_name": names, "ocsp_uri": None}):
+        result, _, conf = render(stack_certificate=certificate)
+        assert result.ok, result.output
+        assert "ssl_stapling off;" in conf and "ssl_stapling on;" not in conf
+
+
 # --- a live nginx ---------------------------------------------------------------
 
 

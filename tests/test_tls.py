@@ -30,6 +30,7 @@ PLAYBOOK = """
           tls_server_cert_path: "{{{{ tls_server_cert_path }}}}"
           tls_server_key_path: "{{{{ tls_server_key_path }}}}"
           tls_ca_cert_path: "{{{{ tls_ca_cert_path }}}}"
+          tls_acme_challenge_dir: "{{{{ tls_acme_challenge_dir }}}}"
 """
 
 
@@ -429,3 +430,97 @@ def test_provided_bad_files_fail_clearly(project, operator_pki, overrides, messa
     assert result.rc != 0
     assert message in result.output
     assert not (project / "tls" / "server.key").exists()
+
+
+# --- acme mode (the TLS stage's part: keys and the temporary certificate) ----
+
+
+def acme(**overrides):
+    extra = {"tls_mode": "acme", "tls_acme_email": "ops@example.test", "stack_public_host": "login.example.test"}
+    extra.update(overrides)
+    return {k: v for k, v in extra.items() if v is not None}
+
+
+def test_acme_starts_with_a_temporary_certificate_for_the_dns_names(project):
+    result = run(project, acme(tls_extra_names=["www.example.test", "203.0.113.5"]))
+    assert result.rc == 0, result.output
+    tls = project / "tls"
+    (leaf,) = load_certs(tls / "server.crt")
+    # The public name and the extra DNS names; an address cannot be certified over HTTP-01.
+    assert sans(leaf) == {"login.example.test", "www.example.test"}
+    assert leaf.issuer == leaf.subject
+    assert leaf.public_key() == load_key(tls / "server.key").public_key()
+    for key in ("acme-account.key", "server.key"):
+        assert oct((tls / key).stat().st_mode & 0o777) == "0o600"
+    record = json.loads((tls / "acme-issued.json").read_text())
+    assert record["status"] == "temporary"
+    assert record["names"] == ["login.example.test", "www.example.test"]
+    # The smoke test trusts the temporary certificate itself until the CA's arrives.
+    facts = result.facts()
+    assert facts["tls_ca_cert_path"] == str(tls / "acme-ca.crt")
+    assert load_certs(tls / "acme-ca.crt") == [leaf]
+    assert not (tls / "ca.crt").exists()  # the self-signed mode's CA, untouched
+    assert facts["tls_acme_challenge_dir"] == "/var/lib/loginapp/acme-challenge"
+
+    account_key = (tls / "acme-account.key").read_bytes()
+    again = run(project, acme(tls_extra_names=["www.example.test", "203.0.113.5"]))
+    assert again.rc == 0 and again.changed() == 0, again.output
+    assert load_certs(tls / "server.crt") == [leaf]
+    assert (tls / "acme-account.key").read_bytes() == account_key
+
+
+def test_acme_names_changed_get_a_new_temporary_certificate_with_the_same_keys(project):
+    assert run(project, acme()).rc == 0
+    tls = project / "tls"
+    server_key, account_key = (tls / "server.key").read_bytes(), (tls / "acme-account.key").read_bytes()
+    result = run(project, acme(tls_acme_names=["shop.example.test"]))
+    assert result.rc == 0, result.output
+    (leaf,) = load_certs(tls / "server.crt")
+    assert sans(leaf) == {"shop.example.test"}
+    assert (tls / "server.key").read_bytes() == server_key
+    assert (tls / "acme-account.key").read_bytes() == account_key
+
+
+def test_other_modes_publish_no_challenge_directory(selfsigned):
+    _, first, _ = selfsigned
+    assert first.facts()["tls_acme_challenge_dir"] == ""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tls_acme_email": None}, "needs tls_acme_email"),
+        ({"tls_acme_email": "not-an-address"}, "needs tls_acme_email"),
+        ({"tls_acme_directory": "http://acme.example.test/dir"}, "https:// URL"),
+        ({"stack_public_host": "203.0.113.5"}, "needs a DNS name"),
+        ({"stack_public_host": None}, "needs a DNS name"),
+        ({"tls_acme_names": ["login.example.test", "203.0.113.5"]}, "not 203.0.113.5"),
+        ({"tls_acme_names": ["*.example.test"]}, "not *.example.test"),
+        ({"stack_nginx_server_names": ["other.example.test"]}, "nginx does not serve login.example.test"),
+        ({"tls_acme_ca_bundle": "/no/such/bundle.pem"}, "is not a file on the controller"),
+        ({"tls_rotate_server_key": True}, "tls_mode=acme, delete server.key"),
+    ],
+)
+def test_acme_bad_inputs_fail_before_anything_changes(project, overrides, message):
+    result = run(project, acme(**overrides))
+    assert result.rc != 0
+    assert message in result.output
+    assert not (project / "tls").exists()
+
+
+def test_switching_modes_keeps_each_modes_files_apart(project):
+    """acme, selfsigned, acme: the self-signed CA is never overwritten; acme never takes another mode's certificate."""
+    assert run(project, acme()).rc == 0
+    selfsigned = run(project, {"tls_extra_names": ["login.example.test"]})
+    assert selfsigned.rc == 0, selfsigned.output
+    tls = project / "tls"
+    (ca,) = load_certs(tls / "ca.crt")
+    assert ca.public_key() == load_key(tls / "ca.key").public_key()
+    assert load_certs(tls / "server.crt")[0].issuer == ca.subject
+
+    again = run(project, acme())
+    assert again.rc == 0, again.output
+    (leaf,) = load_certs(tls / "server.crt")
+    assert leaf.issuer == leaf.subject and sans(leaf) == {"login.example.test"}
+    assert json.loads((tls / "acme-issued.json").read_text())["status"] == "temporary"
+    assert load_certs(tls / "ca.crt") == [ca]
