@@ -203,6 +203,7 @@ def test_selfsigned_sets_facts_for_stack_role(selfsigned):
         "tls_server_cert_path": str(tls / "server.crt"),
         "tls_server_key_path": str(tls / "server.key"),
         "tls_ca_cert_path": str(tls / "ca.crt"),
+        "tls_acme_challenge_dir": "",
     }
     assert str(tls / "ca.crt") in first.output  # told where to find the CA for the browser
 
@@ -473,17 +474,12 @@ def test_acme_names_changed_get_a_new_temporary_certificate_with_the_same_keys(p
     assert run(project, acme()).rc == 0
     tls = project / "tls"
     server_key, account_key = (tls / "server.key").read_bytes(), (tls / "acme-account.key").read_bytes()
-    result = run(project, acme(tls_acme_names=["shop.example.test"]))
+    result = run(project, acme(tls_acme_names=["shop.example.test"], stack_public_host="shop.example.test"))
     assert result.rc == 0, result.output
     (leaf,) = load_certs(tls / "server.crt")
     assert sans(leaf) == {"shop.example.test"}
     assert (tls / "server.key").read_bytes() == server_key
     assert (tls / "acme-account.key").read_bytes() == account_key
-
-
-def test_other_modes_publish_no_challenge_directory(selfsigned):
-    _, first, _ = selfsigned
-    assert first.facts()["tls_acme_challenge_dir"] == ""
 
 
 @pytest.mark.parametrize(
@@ -496,9 +492,10 @@ def test_other_modes_publish_no_challenge_directory(selfsigned):
         ({"stack_public_host": None}, "needs a DNS name"),
         ({"tls_acme_names": ["login.example.test", "203.0.113.5"]}, "not 203.0.113.5"),
         ({"tls_acme_names": ["*.example.test"]}, "not *.example.test"),
+        ({"stack_public_host": None, "tls_acme_names": ["login.example.test"]}, "needs stack_public_host"),
         ({"stack_nginx_server_names": ["other.example.test"]}, "nginx does not serve login.example.test"),
         ({"tls_acme_ca_bundle": "/no/such/bundle.pem"}, "is not a file on the controller"),
-        ({"tls_rotate_server_key": True}, "tls_mode=acme, delete server.key"),
+        ({"tls_rotate_server_key": True}, "rotating it on its own is not supported"),
     ],
 )
 def test_acme_bad_inputs_fail_before_anything_changes(project, overrides, message):
