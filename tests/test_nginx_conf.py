@@ -317,7 +317,7 @@ def test_hsts_subdomains_and_acme_root_are_knobs(render):
     assert re.search(r"acme-challenge/ \{\s*root /srv/acme;", conf)
 
 
-def test_acme_mode_mounts_the_challenge_directory_where_nginx_serves_it(render):
+def test_the_challenge_directory_is_mounted_where_nginx_serves_it(render):
     result, stack, conf = render(tls_acme_challenge_dir="/var/lib/loginapp/acme-challenge")
     assert result.ok, result.output
     mounts = stack["services"]["nginx"]["volumes"]
@@ -326,7 +326,7 @@ def test_acme_mode_mounts_the_challenge_directory_where_nginx_serves_it(render):
         "target": "/srv/acme/.well-known/acme-challenge", "read_only": True,
     } in mounts  # fmt: skip
     assert re.search(r"acme-challenge/ \{\s*root /srv/acme;", conf)
-    # Without it (selfsigned, provided): no mount, and the path answers 404.
+    # Without it (the outputs of an older tls stage): no mount, and the path answers 404.
     result, stack, conf = render()
     assert not [m for m in stack["services"]["nginx"]["volumes"] if "acme" in m.get("target", "")]
     assert re.search(r"acme-challenge/ \{\s*return 404;", conf)

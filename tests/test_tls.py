@@ -203,7 +203,7 @@ def test_selfsigned_sets_facts_for_stack_role(selfsigned):
         "tls_server_cert_path": str(tls / "server.crt"),
         "tls_server_key_path": str(tls / "server.key"),
         "tls_ca_cert_path": str(tls / "ca.crt"),
-        "tls_acme_challenge_dir": "",
+        "tls_acme_challenge_dir": "/var/lib/loginapp/acme-challenge",
     }
     assert str(tls / "ca.crt") in first.output  # told where to find the CA for the browser
 

@@ -230,7 +230,11 @@ def test_nginx_conf_and_the_tls_key_are_node_files_only_nginx_reads(manager, tar
     assert manager.file("/etc/loginapp/edge/server.pem").content_string == f"{chain}\n{key}\n"
     spec = target.service_spec("nginx")["TaskTemplate"]["ContainerSpec"]
     binds = [(m["Source"], m["Target"], m.get("ReadOnly")) for m in spec["Mounts"] if m["Type"] == "bind"]
-    assert binds == [("/etc/loginapp/edge", "/etc/nginx/edge", True)]
+    assert binds == [
+        ("/etc/loginapp/edge", "/etc/nginx/edge", True),
+        # ACME HTTP-01 responses (tls_mode acme): mounted in every mode, so switching never restarts nginx.
+        ("/var/lib/loginapp/acme-challenge", "/srv/acme/.well-known/acme-challenge", True),
+    ]
     assert spec["Args"][:3] == ["nginx", "-c", "/etc/nginx/edge/nginx.conf"]
     assert not spec.get("Configs"), "nginx.conf is the node's file, not a Swarm config"
 

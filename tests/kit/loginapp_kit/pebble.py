@@ -165,10 +165,13 @@ def served_certificate(name: str, cafile: Path, address: str | None = None, port
 
 @contextlib.contextmanager
 def resolve_on_controller(name: str, address: str):
-    """``name`` -> ``address`` in this machine's /etc/hosts while the block runs (as public DNS would answer)."""
+    """``name`` -> ``address`` in this machine's /etc/hosts while the block runs (as public DNS would answer).
+
+    The line goes first (the resolver takes the first match), so an inner block overrides an outer one.
+    """
     hosts = Path("/etc/hosts")
     original = hosts.read_text()
-    hosts.write_text(original.rstrip("\n") + f"\n{address} {name}\n")  # in place: /etc/hosts may be a bind mount
+    hosts.write_text(f"{address} {name}\n" + original)  # in place: /etc/hosts may be a bind mount
     try:
         yield
     finally:
