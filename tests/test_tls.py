@@ -7,6 +7,8 @@ consumes can be read without scraping text.
 
 import datetime as dt
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -521,3 +523,39 @@ def test_switching_modes_keeps_each_modes_files_apart(project):
     assert leaf.issuer == leaf.subject and sans(leaf) == {"login.example.test"}
     assert json.loads((tls / "acme-issued.json").read_text())["status"] == "temporary"
     assert load_certs(tls / "ca.crt") == [ca]
+
+
+@pytest.fixture
+def crontab():
+    """The controller user's crontab, restored after the test (``crontab`` comes with `make tools`)."""
+    before = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    yield lambda: subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=True).stdout
+    if before.returncode == 0:
+        subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
+    else:
+        subprocess.run(["crontab", "-r"], check=False)
+
+
+def test_acme_installs_the_daily_renewal_when_asked(project, crontab):
+    result = run(project, acme(tls_acme_renew_cron=True, tls_acme_renew_cron_minute="41"))
+    assert result.rc == 0, result.output
+    inventory = project / "inventory" / "hosts.ini"
+    (entry,) = [line for line in crontab().splitlines() if line.startswith("41 3 ")]
+    # The job runs this checkout's renew playbook with this venv's ansible-playbook, for this inventory.
+    repo = Path(__file__).resolve().parents[1]
+    assert f"cd {repo} && " in entry and f"-i {inventory} playbooks/renew.yml" in entry
+    ansible_playbook = entry.split(" && ", 1)[1].split()[0]
+    assert Path(ansible_playbook).name == "ansible-playbook" and os.access(ansible_playbook, os.X_OK)
+    assert (repo / "playbooks" / "renew.yml").is_file()
+    assert f">> {project / 'state' / 'renew.log'} 2>&1" in entry
+
+    again = run(project, acme(tls_acme_renew_cron=True, tls_acme_renew_cron_minute="41"))
+    assert again.rc == 0 and again.changed() == 0, again.output
+    assert crontab().count("playbooks/renew.yml") == 1
+
+
+def test_acme_renewal_time_must_be_cron_fields(project):
+    result = run(project, acme(tls_acme_renew_cron=True, tls_acme_renew_cron_hour="3am"))
+    assert result.rc != 0
+    assert "must be cron fields" in result.output
+    assert not (project / "tls").exists()
