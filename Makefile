@@ -74,7 +74,8 @@ engine: venv ## Install and start Docker on this machine (the hosts stage)
 	ansible-playbook -i inventory/local playbooks/hosts.yml
 
 tools: ## Install the Debian packages the tests need
-	missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	missing=""; for p in $(TEST_PACKAGES); do \
+	  dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null | grep -qx installed || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  policy=/usr/sbin/policy-rc.d; made_policy=0; \
 	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; made_policy=1; fi; \

@@ -504,11 +504,23 @@ def replace_file(path, content):
     os.replace(new, path)
 
 
-def wait_until_served(live, leaf, seconds=10):
-    deadline = time.monotonic() + seconds
-    while (served := served_leaf(live)) != leaf:
-        assert time.monotonic() < deadline, f"nginx still serves serial {served.serial_number} after {seconds} s"
-        time.sleep(0.2)
+def reloads(live, replaced) -> int:
+    """How many times the supervisor has reloaded nginx for ``replaced``."""
+    return (live["work"] / "nginx.out").read_text().count(f"{replaced} replaced: reloading nginx")
+
+
+def settles_on(live, replaced, reloads_before, probe, expected, seconds=15):
+    """Wait until nginx reloaded for ``replaced`` after ``reloads_before`` and 5 new connections in a row see
+    ``expected`` from ``probe(live)``: after a reload the old workers finish, and may still accept a few."""
+    deadline, in_a_row, seen = time.monotonic() + seconds, 0, None
+    while in_a_row < 5:
+        assert time.monotonic() < deadline, f"nginx still serves {seen!r} after {seconds} s, not {expected!r}"
+        seen = probe(live)
+        if reloads(live, replaced) > reloads_before and seen == expected:
+            in_a_row += 1
+        else:
+            in_a_row = 0
+            time.sleep(0.2)
 
 
 def test_a_replaced_certificate_is_reloaded_without_a_failed_request(live):
@@ -531,14 +543,16 @@ def test_a_replaced_certificate_is_reloaded_without_a_failed_request(live):
     worker.start()
     try:
         time.sleep(0.5)
+        before = reloads(live, pem)
         replace_file(pem, content)
-        wait_until_served(live, new_leaf)
+        settles_on(live, pem, before, served_leaf, new_leaf)
         time.sleep(0.5)
     finally:
         stop.set()
         worker.join()
+        before = reloads(live, pem)
         replace_file(pem, original)
-    wait_until_served(live, first_leaf)
+    settles_on(live, pem, before, served_leaf, first_leaf)
     failed = [outcome for outcome in outcomes if outcome != 200]
     assert outcomes and not failed, f"{len(failed)} of {len(outcomes)} requests failed: {failed[:3]}"
     assert f"{pem} replaced: reloading nginx" in (live["work"] / "nginx.out").read_text()
@@ -550,18 +564,17 @@ def test_a_replaced_nginx_conf_is_reloaded(live):
     original = conf.read_text()
     assert "strict-origin-when-cross-origin" in original
 
-    def referrer_policy_becomes(value):
-        deadline = time.monotonic() + 10
-        while (served := https(live, "GET", "/login")[1]["Referrer-Policy"]) != value:
-            assert time.monotonic() < deadline, f"nginx still sends {served} after 10 s"
-            time.sleep(0.2)
+    def referrer_policy(live):
+        return https(live, "GET", "/login")[1]["Referrer-Policy"]
 
     try:
+        before = reloads(live, conf)
         replace_file(conf, original.replace("strict-origin-when-cross-origin", "no-referrer").encode())
-        referrer_policy_becomes("no-referrer")
+        settles_on(live, conf, before, referrer_policy, "no-referrer")
     finally:
+        before = reloads(live, conf)
         replace_file(conf, original.encode())
-    referrer_policy_becomes("strict-origin-when-cross-origin")
+    settles_on(live, conf, before, referrer_policy, "strict-origin-when-cross-origin")
     assert f"{conf} replaced: reloading nginx" in (live["work"] / "nginx.out").read_text()
 
 
