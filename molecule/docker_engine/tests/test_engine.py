@@ -72,18 +72,47 @@ def test_deployer_can_use_docker_without_sudo(host):
     assert as_deployer == server
 
 
-def test_build_and_run_a_local_image(host):
-    """An image built on the host runs, with no-new-privileges applied."""
+@pytest.fixture(scope="module")
+def busybox_image(host):
+    """A busybox image built on the host (no registry here): its tag."""
+    tag = "molecule-busybox:test"
     workdir = host.check_output("mktemp -d")
     try:
         host.run_expect([0], f"cp /bin/busybox {workdir}/busybox")
         host.run_expect([0], f"printf '%s' '{BUSYBOX_DOCKERFILE}' > {workdir}/Dockerfile")
-        host.run_expect([0], f"docker build --quiet --tag molecule-busybox:test {workdir}")
-        out = host.check_output(
-            "docker run --rm molecule-busybox:test sh -c 'echo hello-from-scratch; grep NoNewPrivs /proc/self/status'"
-        )
+        host.run_expect([0], f"docker build --quiet --tag {tag} {workdir}")
+        yield tag
     finally:
-        host.run(f"rm -rf {workdir}; docker image rm -f molecule-busybox:test")
+        host.run(f"rm -rf {workdir}; docker image rm -f {tag}")
+
+
+def test_build_and_run_a_local_image(host, busybox_image):
+    """An image built on the host runs, with no-new-privileges applied."""
+    out = host.check_output(
+        f"docker run --rm {busybox_image} sh -c 'echo hello-from-scratch; grep NoNewPrivs /proc/self/status'"
+    )
     lines = out.splitlines()
     assert lines[0] == "hello-from-scratch"
     assert lines[1].split() == ["NoNewPrivs:", "1"]
+
+
+def test_default_bridge_isolates_containers_and_ports_need_no_proxy(host, busybox_image):
+    """icc=false: a container cannot reach its neighbour on the default bridge; userland-proxy=false: a published
+    port still answers on the host, through NAT rules and without a docker-proxy process."""
+    server = host.check_output(
+        f"docker run -d --rm -p 127.0.0.1:18080:8080 {busybox_image} sh -c "
+        "'mkdir /www && echo neighbour > /www/index.html && exec httpd -f -p 8080 -h /www'"
+    )
+    try:
+        address = host.check_output(f"docker inspect -f '{{{{.NetworkSettings.IPAddress}}}}' {server}")
+        # Until httpd listens (no docker-proxy accepts for it any more).
+        from_the_host = host.run(
+            "for try in $(seq 20); do"
+            " timeout 5 /bin/busybox wget -q -O - http://127.0.0.1:18080/ && exit; sleep 0.5; done"
+        )
+        assert from_the_host.stdout.strip() == "neighbour", from_the_host.stderr
+        from_a_neighbour = host.run(f"docker run --rm {busybox_image} timeout 5 wget -q -O - http://{address}:8080/")
+        assert from_a_neighbour.rc != 0 and "neighbour" not in from_a_neighbour.stdout
+        assert host.run("pgrep -x docker-proxy").rc == 1, "a docker-proxy process runs for the published port"
+    finally:
+        host.run(f"docker rm -f {server}")
