@@ -72,6 +72,15 @@ def make_pki(directory):
     ca = certificate("test CA", ca_key, "test CA", ca_key, ca=True)
     (directory / "ca.crt").write_bytes(ca.public_bytes(PEM))
     (directory / "server.pem").write_bytes(server_pem(ca, ca_key)[0])
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=30))
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
     return ca, ca_key
 
 
@@ -136,6 +145,7 @@ def rendered(tmp_path_factory, render_templates):
         stack_nginx_http_port=ports["http"],
         stack_nginx_https_port=ports["https"],
         stack_nginx_edge_dir=str(work / "tls"),
+        tls_crl_path=str(work / "tls" / "ca.crl"),
         stack_nginx_pid_path=str(work / "tmp" / "nginx.pid"),
         stack_nginx_temp_dir=str(work / "tmp"),
         stack_nginx_static_root=str(work / "static") + "/",
@@ -428,7 +438,13 @@ def test_http_redirects_to_https_and_answers_health(live):
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 404
+    # The private CA's revocation list, over plain HTTP where the server certificate says.
+    conn.request("GET", "/ca.crl", headers={"Host": "node1"})
+    resp = conn.getresponse()
+    assert (resp.status, resp.headers["Content-Type"]) == (200, "application/pkix-crl")
+    assert resp.read() == (live["work"] / "tls" / "ca.crl").read_bytes()
     conn.close()
+    assert "ca.crl" not in live["default"], "without a private CA (no tls_crl_path) nothing is served there"
 
 
 def handshake(live, version, alpn=None):

@@ -133,3 +133,31 @@ def test_example_inventory_passes_preflight(run_playbook):
     result = run_playbook("playbooks/preflight.yml", "inventory/example", extra_vars=local)
     assert result.ok, result.output
     assert "manager1                   : ok=" in result.stdout
+
+
+def test_encrypted_overlay_is_refused_on_kernels_without_esp(run_playbook, tmp_path):
+    """This machine's kernel has no IPsec ESP (CONFIG_INET_ESP unset): `true` names each node and the kernel's
+    answer before anything changes; `auto` deploys unencrypted and warns, naming them."""
+    inventory = write_inventory(
+        tmp_path,
+        managers=("node1",),
+        workers=("node2",),
+        host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}},
+    )
+    if run_playbook("playbooks/preflight.yml", inventory, "-e", "stack_network_encrypted=false").returncode != 0:
+        pytest.fail("preflight fails on this inventory even without encryption")
+    refused = run_playbook("playbooks/preflight.yml", inventory, extra_vars={"stack_network_encrypted": True})
+    assert_refused(refused, "stack_network_encrypted is true, but these nodes' kernels cannot do IPsec ESP")
+    assert_refused(refused, "node1 (", "node2 (")
+
+    auto = run_playbook("playbooks/preflight.yml", inventory)
+    assert auto.ok, auto.output
+    assert auto.says("WARNING: the backend overlay (nginx to app, app to database) is not encrypted"), auto.output
+    assert auto.says("node1 (") and auto.says("node2 ("), auto.output
+
+
+def test_network_encryption_choices(run_playbook, tmp_path):
+    result = run_playbook(
+        "playbooks/preflight.yml", write_inventory(tmp_path), "-e", "stack_network_encrypted=sometimes"
+    )
+    assert_refused(result, "stack_network_encrypted must be one of: auto, true, false")

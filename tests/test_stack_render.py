@@ -85,6 +85,20 @@ def test_old_cli_gets_no_pids_limit(render):
         assert "pids" not in service["deploy"]["resources"]["limits"], name
 
 
+def test_backend_network_is_encrypted_when_every_node_can(render, tmp_path):
+    result, stack, _ = render(cluster(tmp_path, 2), stack_network_encrypt=True)
+    assert result.ok, result.output
+    assert stack["networks"]["backend"] == {
+        "driver": "overlay",
+        "attachable": False,
+        "driver_opts": {"encrypted": "true"},
+    }
+    # auto on this machine, whose kernel has no IPsec ESP: plain overlay.
+    result, stack, _ = render(cluster(tmp_path, 2), stack_network_encrypted="auto")
+    assert result.ok, result.output
+    assert stack["networks"]["backend"] == {"driver": "overlay", "attachable": False}
+
+
 def test_db_is_pinned_with_a_volume(render):
     _, stack, _ = render()
     db = stack["services"]["db"]

@@ -33,6 +33,7 @@ PLAYBOOK = """
           tls_server_key_path: "{{{{ tls_server_key_path }}}}"
           tls_ca_cert_path: "{{{{ tls_ca_cert_path }}}}"
           tls_acme_challenge_dir: "{{{{ tls_acme_challenge_dir }}}}"
+          tls_crl_path: "{{{{ tls_crl_path }}}}"
 """
 
 
@@ -206,6 +207,7 @@ def test_selfsigned_sets_facts_for_stack_role(selfsigned):
         "tls_server_key_path": str(tls / "server.key"),
         "tls_ca_cert_path": str(tls / "ca.crt"),
         "tls_acme_challenge_dir": "/var/lib/loginapp/acme-challenge",
+        "tls_crl_path": str(tls / "ca.crl"),
     }
     assert str(tls / "ca.crt") in first.output  # told where to find the CA for the browser
 
@@ -221,12 +223,15 @@ def test_default_tls_dir_is_per_inventory_under_home(project):
 
 
 def test_changed_extra_names_reissue_leaf_but_keep_ca(project):
-    assert run(project, {"tls_extra_names": ["a.example.test"]}).rc == 0
+    # A domain the CA may grow into (its name constraints are fixed when it is made); any IPv4 address, since
+    # this machine's own is among the names.
+    permitted = ["example.test", "edge1", "edge2", "localhost", "0.0.0.0/0"]
+    assert run(project, {"tls_extra_names": ["a.example.test"], "tls_ca_permitted_names": permitted}).rc == 0
     tls = project / "tls"
     ca_before = (tls / "ca.crt").read_bytes(), (tls / "ca.key").read_bytes()
     leaf_before = load_certs(tls / "server.crt")[0]
 
-    again = run(project, {"tls_extra_names": ["b.example.test"]})
+    again = run(project, {"tls_extra_names": ["b.example.test"], "tls_ca_permitted_names": permitted})
     assert again.rc == 0, again.output
     assert again.changed() > 0
     assert ((tls / "ca.crt").read_bytes(), (tls / "ca.key").read_bytes()) == ca_before
@@ -268,6 +273,77 @@ def test_key_rotation_makes_a_new_key_and_certificate_and_keeps_the_ca(project):
     again = run(project)
     assert again.rc == 0 and again.changed() == 0, again.output
 
+    # The replaced certificate is revoked (superseded) in the CA's list, which openssl checks against.
+    crl = x509.load_der_x509_crl((tls / "ca.crl").read_bytes())
+    assert crl.is_signature_valid(load_certs(tls / "ca.crt")[0].public_key())
+    revoked = crl.get_revoked_certificate_by_serial_number(leaf_before.serial_number)
+    assert revoked is not None, "the rotated-away certificate is not in ca.crl"
+    assert revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.superseded
+    assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is None
+    assert "certificate revoked" in openssl_verify(tls, leaf_before, crl_check=True)
+    assert openssl_verify(tls, leaf, crl_check=True) == "OK"
+
+
+def openssl_verify(tls: Path, leaf: x509.Certificate, crl_check: bool = False) -> str:
+    """What `openssl verify` (the library nginx, curl and Python use) says of a leaf against ca.crt (and ca.crl)."""
+    pem = tls / f"verify-{leaf.serial_number}.pem"
+    pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    args = ["openssl", "verify", "-CAfile", str(tls / "ca.crt")]
+    if crl_check:
+        args += ["-crl_check", "-CRLfile", str(tls / "ca.crl")]
+    done = subprocess.run([*args, str(pem)], capture_output=True, text=True, check=False)
+    return "OK" if done.returncode == 0 else done.stdout + done.stderr
+
+
+def test_ca_is_name_constrained_to_the_deployment_and_publishes_a_crl(selfsigned):
+    """The CA may sign only for the deployment's names and addresses: a certificate its key makes for another
+    name is refused by OpenSSL. Its revocation list is where the server certificate says."""
+    tls, first, second = selfsigned
+    (ca,) = load_certs(tls / "ca.crt")
+    leaf = load_certs(tls / "server.crt")[0]
+    constraints = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    permitted = {str(name.value) for name in constraints.value.permitted_subtrees}
+    assert {"edge1", "login.example.test", "10.9.8.7/32", "203.0.113.5/32", "127.0.0.1/32"} <= permitted
+    # No IPv6 address among the names: every IPv6 address is excluded (else IPv6 would be unconstrained).
+    assert {str(name.value) for name in constraints.value.excluded_subtrees} == {"::/0"}
+    assert openssl_verify(tls, leaf) == "OK"
+
+    ca_key = load_key(tls / "ca.key")
+    for name in ("login.example.test.evil.test", "bank.example"):
+        forged = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(ca.subject)
+            .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+            .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        assert "permitted subtree violation" in openssl_verify(tls, forged), name
+
+    points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [str(n.value) for p in points for n in p.full_name] == ["http://login.example.test/ca.crl"]
+    crl = x509.load_der_x509_crl((tls / "ca.crl").read_bytes())
+    assert crl.issuer == ca.subject and crl.is_signature_valid(ca.public_key())
+    assert len(crl) == 0
+    assert crl.next_update_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=360)
+    assert not second.ran("Sign the revocation list"), "a current list is not signed again"
+
+
+def test_names_outside_the_ca_fail_before_anything_changes(project):
+    assert run(project, {"tls_extra_names": ["login.example.test"]}).rc == 0
+    tls = project / "tls"
+    before = {name: (tls / name).read_bytes() for name in ("ca.crt", "server.crt", "ca.crl")}
+
+    outside = run(project, {"tls_extra_names": ["login.example.test", "other.example.test", "198.51.100.7"]})
+    assert outside.rc != 0
+    assert "not for 198.51.100.7, other.example.test" in " ".join(outside.output.split()), outside.output
+    assert "tls_ca_permitted_names" in outside.output
+    assert {name: (tls / name).read_bytes() for name in before} == before
+
 
 def test_key_rotation_is_refused_in_provided_mode(project, operator_pki):
     files, _ = operator_pki
@@ -292,6 +368,9 @@ def test_unknown_mode_fails_naming_the_variable_and_creates_nothing(project):
         ({"tls_ca_days": "ten years"}, "tls_ca_days"),
         ({"tls_extra_names": {"not": "a list"}}, "tls_extra_names"),
         ({"tls_edge_group": "no_such_group"}, "no_such_group"),
+        ({"tls_crl_days": 30}, "tls_crl_days"),
+        ({"tls_crl_url": "https://login.example.test/ca.crl"}, "tls_crl_url"),
+        ({"tls_ca_permitted_names": ["example.test", "http://example.test/"]}, "http://example.test/"),
     ],
 )
 def test_bad_inputs_fail_before_anything_changes(project, extra, named):
@@ -464,6 +543,7 @@ def test_acme_starts_with_a_temporary_certificate_for_the_dns_names(project):
     assert load_certs(tls / "acme-ca.crt") == [leaf]
     assert not (tls / "ca.crt").exists()  # the self-signed mode's CA, untouched
     assert facts["tls_acme_challenge_dir"] == "/var/lib/loginapp/acme-challenge"
+    assert facts["tls_crl_path"] == "", "only the private CA publishes a revocation list"
 
     account_key = (tls / "acme-account.key").read_bytes()
     again = run(project, acme(tls_extra_names=["www.example.test", "203.0.113.5"]))

@@ -16,9 +16,12 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from loginapp_kit.pebble import served_certificate
 from loginapp_kit.wait import wait_for
 
 SERVICES = ["nginx", "app", "db", "backup"]
@@ -239,9 +242,16 @@ def test_nginx_conf_and_the_tls_key_are_node_files_only_nginx_reads(manager, tar
     assert not spec.get("Configs"), "nginx.conf is the node's file, not a Swarm config"
 
 
-def test_ports_listen_on_the_host(manager):
-    assert manager.socket("tcp://0.0.0.0:80").is_listening
-    assert manager.socket("tcp://0.0.0.0:443").is_listening
+def test_published_ports_answer_on_the_host_without_a_proxy(manager):
+    """userland-proxy=false: the host-mode ports are kernel NAT rules, no docker-proxy process listens for them,
+    and nginx still answers on the node itself."""
+    assert manager.run("pgrep -x docker-proxy").rc == 1
+    health = "GET /nginx-health HTTP/1.0\\r\\n\\r\\n"
+    status = manager.check_output(
+        f"timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/80 && printf \"{health}\" >&3 && head -1 <&3'"
+    )
+    assert status.split()[1] == "200", status
+    assert manager.run("timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/443'").rc == 0
 
 
 # --- what the controller sees over the network ----------------------------------------
@@ -266,6 +276,23 @@ def test_certificate_verifies_against_the_ca_with_the_host_ip(target):
     sans = {value for kind, value in cert["subjectAltName"] if kind == "IP Address"}
     assert target.host in sans
     assert version in ("TLSv1.2", "TLSv1.3")
+
+
+def test_certificate_names_the_revocation_list_nginx_serves(target):
+    """The private CA is name-constrained, and its signed revocation list is at the URL the server certificate
+    names, over plain HTTP (TLS scanners then stop reporting "neither CRL nor OCSP URI")."""
+    ca = x509.load_pem_x509_certificate(Path(target.ca_cert).read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.NameConstraints).critical
+    leaf = served_certificate(target.host, target.ca_cert, target.host)
+    (point,) = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    url = urllib.parse.urlsplit(point.full_name[0].value)
+    assert url.scheme == "http"
+    conn = http.client.HTTPConnection(target.host, 80, timeout=10)
+    conn.request("GET", url.path, headers={"Host": url.netloc})
+    resp = conn.getresponse()
+    assert (resp.status, resp.getheader("Content-Type")) == (200, "application/pkix-crl")
+    crl = x509.load_der_x509_crl(resp.read())
+    assert crl.issuer == ca.subject and crl.is_signature_valid(ca.public_key())
 
 
 def test_certificate_is_refused_without_the_ca(target):
