@@ -333,6 +333,14 @@ def test_ca_is_name_constrained_to_the_deployment_and_publishes_a_crl(selfsigned
     assert not second.ran("Sign the revocation list"), "a current list is not signed again"
 
 
+def test_permitted_names_that_leave_out_a_name_fail_before_the_ca_is_made(project):
+    result = run(project, {"tls_extra_names": ["login.example.test"], "tls_ca_permitted_names": ["example.org"]})
+    assert result.rc != 0
+    assert "tls_ca_permitted_names (example.org) leaves out" in " ".join(result.output.split()), result.output
+    assert "login.example.test" in result.output
+    assert not (project / "tls" / "ca.crt").exists() and not (project / "tls" / "ca.key").exists()
+
+
 def test_names_outside_the_ca_fail_before_anything_changes(project):
     assert run(project, {"tls_extra_names": ["login.example.test"]}).rc == 0
     tls = project / "tls"
