@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from loginapp_kit import REPO
+from loginapp_kit.client import served_certificate
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # The edge image's entrypoint: keeps nginx's list of app replicas current.
@@ -505,12 +506,7 @@ def test_other_names_are_refused_and_addresses_served(live):
 
 
 def served_leaf(live):
-    ctx = tls_context(live)
-    with (
-        socket.create_connection(("127.0.0.1", live["ports"]["https"]), timeout=10) as raw,
-        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
-    ):
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    return served_certificate("localhost", live["work"] / "tls" / "ca.crt", "127.0.0.1", live["ports"]["https"])
 
 
 def replace_file(path, content):

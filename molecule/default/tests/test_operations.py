@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import socket
 import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from loginapp_kit.apptree import copy_app_tree
+from loginapp_kit.client import served_certificate
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.timeout(1500)]
 
@@ -381,12 +380,7 @@ def test_db_password_rotation_loses_no_request(target, workdir):
 
 def served_public_key(target) -> bytes:
     """The public key of the certificate nginx serves on a new connection."""
-    context = target.ssl_context()
-    with (
-        socket.create_connection((target.host, 443), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=target.host) as tls,
-    ):
-        leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    leaf = served_certificate(target.host, target.ca_cert, target.host)
     return leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from loginapp_kit.pebble import served_certificate
+from loginapp_kit.client import served_certificate
 from loginapp_kit.wait import wait_for
 
 SERVICES = ["nginx", "app", "db", "backup"]

@@ -17,9 +17,10 @@ import time
 
 import pytest
 from cryptography import x509
+from loginapp_kit.client import served_certificate
 from loginapp_kit.cluster import wait_for_full_strength
 from loginapp_kit.load import LoadGenerator
-from loginapp_kit.pebble import Pebble, resolve_on_controller, served_certificate
+from loginapp_kit.pebble import Pebble, resolve_on_controller
 from loginapp_kit.wait import wait_for
 
 pytestmark = [pytest.mark.disruptive, pytest.mark.timeout(1500)]

@@ -8,6 +8,7 @@ responses (never raised), so callers assert on status codes; network errors
 from __future__ import annotations
 
 import http.cookiejar
+import socket
 import ssl
 import urllib.error
 import urllib.parse
@@ -15,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+
+from cryptography import x509
 
 from . import html
 
@@ -35,6 +38,16 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def ssl_context(ca_cert: Path | str | None) -> ssl.SSLContext:
     """A client context trusting only ``ca_cert`` (the system store when None)."""
     return ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
+
+
+def served_certificate(name: str, cafile: Path, address: str | None = None, port: int = 443) -> x509.Certificate:
+    """The leaf served for ``name`` by ``address`` (else where ``name`` resolves), verified against ``cafile``."""
+    context = ssl_context(cafile)
+    with (
+        socket.create_connection((address or name, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
 class Client:

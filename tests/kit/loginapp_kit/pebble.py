@@ -13,7 +13,6 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -151,16 +150,6 @@ class Pebble:
             "tls_mode": "acme", "tls_acme_directory": self.directory_url, "tls_acme_email": email,
             "tls_acme_ca_bundle": str(self.api_cert), "tls_ca_file": str(self.roots), "stack_public_host": name,
         }  # fmt: skip
-
-
-def served_certificate(name: str, cafile: Path, address: str | None = None, port: int = 443) -> x509.Certificate:
-    """The leaf served for ``name`` by ``address`` (else where ``name`` resolves), verified against ``cafile``."""
-    context = ssl.create_default_context(cafile=str(cafile))
-    with (
-        socket.create_connection((address or name, port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=name) as tls,
-    ):
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
 @contextlib.contextmanager
