@@ -111,7 +111,10 @@ def test_default_bridge_isolates_containers_and_ports_need_no_proxy(host, busybo
             " timeout 5 /bin/busybox wget -q -O - http://127.0.0.1:18080/ && exit; sleep 0.5; done"
         )
         assert from_the_host.stdout.strip() == "neighbour", from_the_host.stderr
-        from_a_neighbour = host.run(f"docker run --rm {busybox_image} timeout 5 wget -q -O - http://{address}:8080/")
+        # As PID 1 wget would ignore timeout's SIGTERM, and the DROP rule holds its connect for 2 minutes: sh is PID 1.
+        from_a_neighbour = host.run(
+            f"docker run --rm {busybox_image} sh -c 'timeout 5 wget -q -O - http://{address}:8080/ || exit 1'"
+        )
         assert from_a_neighbour.rc != 0 and "neighbour" not in from_a_neighbour.stdout
         assert host.run("pgrep -x docker-proxy").rc == 1, "a docker-proxy process runs for the published port"
     finally:
