@@ -69,7 +69,11 @@ def test_app_shape(render):
     assert stack["secrets"]["secret_key"] == {"external": True, "name": "loginapp_secret_key_v1"}
     # Earlier keys stay accepted after a rotation (playbooks/rotate-secret-key.yml).
     assert app["environment"]["LOGINAPP_SECRET_KEY_FALLBACKS_FILE"] == "/run/secrets/secret_key_fallbacks"
-    assert {s["source"] for s in app["secrets"]} == {"secret_key", "secret_key_fallbacks", "db_password"}
+    assert {s["source"] for s in app["secrets"]} == {"secret_key", "secret_key_fallbacks", "db_password", "db_ca"}
+    # TLS to the database, verified against the internal CA and the service's name.
+    assert app["environment"]["LOGINAPP_DATABASE_URL"] == (
+        "postgresql+psycopg://loginapp@db:5432/loginapp?sslmode=verify-full&sslrootcert=/run/secrets/db_ca"
+    )
 
 
 def test_every_service_has_a_pids_limit(render):
@@ -105,7 +109,10 @@ def test_db_is_pinned_with_a_volume(render):
     assert db["deploy"]["placement"]["constraints"] == ["node.labels.loginapp.db == true"]
     assert {"type": "volume", "source": "db-data", "target": "/var/lib/postgresql/data"} in db["volumes"]
     # The server holds no password (the role sets the app's through its socket): a new one never restarts it.
-    assert "secrets" not in db and not any("PASSWORD" in name for name in db["environment"])
+    # Its one secret is its TLS certificate and key, readable by its user alone (PostgreSQL insists).
+    assert not any("PASSWORD" in name for name in db["environment"])
+    assert db["secrets"] == [{"source": "db_tls", "target": "db_tls", "uid": "999", "gid": "999", "mode": 0o400}]
+    assert db["environment"]["POSTGRES_TLS_FILE"] == "/run/secrets/db_tls"
 
 
 def test_backups_are_scheduled_on_the_database_node(render):
@@ -116,7 +123,9 @@ def test_backups_are_scheduled_on_the_database_node(render):
     assert backup["deploy"]["placement"] == stack["services"]["db"]["deploy"]["placement"]
     assert {"type": "volume", "source": "db-backups", "target": "/backups"} in backup["volumes"]
     assert backup["environment"]["BACKUP_INTERVAL"] == "86400" and backup["environment"]["BACKUP_KEEP"] == "7"
-    assert [s["source"] for s in backup["secrets"]] == ["db_password"]
+    assert [s["source"] for s in backup["secrets"]] == ["db_password", "db_ca"]
+    assert backup["environment"]["PGSSLMODE"] == "verify-full"
+    assert backup["environment"]["PGSSLROOTCERT"] == "/run/secrets/db_ca"
     assert backup["healthcheck"] == {"disable": True}
 
 

@@ -34,6 +34,9 @@ PLAYBOOK = """
           tls_ca_cert_path: "{{{{ tls_ca_cert_path }}}}"
           tls_acme_challenge_dir: "{{{{ tls_acme_challenge_dir }}}}"
           tls_crl_path: "{{{{ tls_crl_path }}}}"
+          tls_db_cert_path: "{{{{ tls_db_cert_path }}}}"
+          tls_db_key_path: "{{{{ tls_db_key_path }}}}"
+          tls_internal_ca_cert_path: "{{{{ tls_internal_ca_cert_path }}}}"
 """
 
 
@@ -208,6 +211,9 @@ def test_selfsigned_sets_facts_for_stack_role(selfsigned):
         "tls_ca_cert_path": str(tls / "ca.crt"),
         "tls_acme_challenge_dir": "/var/lib/loginapp/acme-challenge",
         "tls_crl_path": str(tls / "ca.crl"),
+        "tls_db_cert_path": str(tls / "internal" / "db.crt"),
+        "tls_db_key_path": str(tls / "internal" / "db.key"),
+        "tls_internal_ca_cert_path": str(tls / "internal" / "ca.crt"),
     }
     assert str(tls / "ca.crt") in first.output  # told where to find the CA for the browser
 
@@ -284,13 +290,16 @@ def test_key_rotation_makes_a_new_key_and_certificate_and_keeps_the_ca(project):
     assert openssl_verify(tls, leaf, crl_check=True) == "OK"
 
 
-def openssl_verify(tls: Path, leaf: x509.Certificate, crl_check: bool = False) -> str:
-    """What `openssl verify` (the library nginx, curl and Python use) says of a leaf against ca.crt (and ca.crl)."""
+def openssl_verify(tls: Path, leaf: x509.Certificate, crl_check: bool = False, hostname: str = "") -> str:
+    """What `openssl verify` (the library nginx, curl, libpq and Python use) says of a leaf against ca.crt in
+    ``tls`` (and ca.crl), for ``hostname`` when given."""
     pem = tls / f"verify-{leaf.serial_number}.pem"
     pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     args = ["openssl", "verify", "-CAfile", str(tls / "ca.crt")]
     if crl_check:
         args += ["-crl_check", "-CRLfile", str(tls / "ca.crl")]
+    if hostname:
+        args += ["-verify_hostname", hostname]
     done = subprocess.run([*args, str(pem)], capture_output=True, text=True, check=False)
     return "OK" if done.returncode == 0 else done.stdout + done.stderr
 
@@ -311,18 +320,7 @@ def test_ca_is_name_constrained_to_the_deployment_and_publishes_a_crl(selfsigned
 
     ca_key = load_key(tls / "ca.key")
     for name in ("login.example.test.evil.test", "bank.example"):
-        forged = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(ca.subject)
-            .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
-            .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        assert "permitted subtree violation" in openssl_verify(tls, forged), name
+        assert "permitted subtree violation" in openssl_verify(tls, forge(ca, ca_key, name)), name
 
     points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert [str(n.value) for p in points for n in p.full_name] == ["http://login.example.test/ca.crl"]
@@ -331,6 +329,40 @@ def test_ca_is_name_constrained_to_the_deployment_and_publishes_a_crl(selfsigned
     assert len(crl) == 0
     assert crl.next_update_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=360)
     assert not second.ran("Sign the revocation list"), "a current list is not signed again"
+
+
+def forge(ca: x509.Certificate, ca_key, name: str) -> x509.Certificate:
+    """A certificate for ``name`` signed with a CA's key (what a stolen key could make)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca.subject)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+        .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def test_database_certificate_comes_from_an_internal_ca_for_its_name_alone(selfsigned):
+    """The app trusts the internal CA alone for the database (verify-full): it signs for the service's name only
+    and is not the CA browsers import."""
+    tls, first, second = selfsigned
+    internal = tls / "internal"
+    (ca,) = load_certs(internal / "ca.crt")
+    (db,) = load_certs(internal / "db.crt")
+    assert ca.subject != load_certs(tls / "ca.crt")[0].subject
+    assert sans(db) == {"db"}
+    assert db.public_key() == load_key(internal / "db.key").public_key()
+    assert openssl_verify(internal, db, hostname="db") == "OK"
+    assert "hostname mismatch" in openssl_verify(internal, db, hostname="login.example.test")
+    forged = forge(ca, load_key(internal / "ca.key"), "bank.example")
+    assert "permitted subtree violation" in openssl_verify(internal, forged)
+    assert db.not_valid_after_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=820)
+    assert first.ran("Issue the database's certificate")
+    assert not second.ran("Issue the database's certificate"), "a current certificate is not issued again"
 
 
 def test_permitted_names_that_leave_out_a_name_fail_before_the_ca_is_made(project):
@@ -377,6 +409,7 @@ def test_unknown_mode_fails_naming_the_variable_and_creates_nothing(project):
         ({"tls_extra_names": {"not": "a list"}}, "tls_extra_names"),
         ({"tls_edge_group": "no_such_group"}, "no_such_group"),
         ({"tls_crl_days": 30}, "tls_crl_days"),
+        ({"tls_db_days": 30}, "tls_db_days"),
         ({"tls_crl_url": "https://login.example.test/ca.crl"}, "tls_crl_url"),
         ({"tls_ca_permitted_names": ["example.test", "http://example.test/"]}, "http://example.test/"),
     ],
@@ -500,6 +533,8 @@ def test_provided_without_ca_file_leaves_ca_path_empty(project, operator_pki):
     assert result.rc == 0, result.output
     assert result.facts()["tls_ca_cert_path"] == ""
     assert not (project / "tls" / "ca.crt").exists()
+    # The database's certificate comes from the internal CA in every mode.
+    assert Path(result.facts()["tls_db_cert_path"]).is_file()
 
 
 @pytest.mark.parametrize(

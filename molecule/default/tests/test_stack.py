@@ -29,12 +29,13 @@ SERVICES = ["nginx", "app", "db", "backup"]
 HEALTH_CHECKED = ["nginx", "app", "db"]
 # Where each service reads its secrets (files under /run/secrets, never env values).
 SECRET_TARGETS = {
-    "app": {"secret_key", "secret_key_fallbacks", "db_password"},
-    # The server holds no password: the stack role sets the app role's through its socket.
-    "db": set(),
+    # db_ca: the internal CA the app verifies the database's certificate with.
+    "app": {"secret_key", "secret_key_fallbacks", "db_password", "db_ca"},
+    # The server holds no password (the stack role sets the app role's through its socket), only its TLS key.
+    "db": {"db_tls"},
     # nginx.conf, its certificate and key are node files it reloads in place (see test_nginx_conf_and_the_tls_key_...).
     "nginx": set(),
-    "backup": {"db_password"},
+    "backup": {"db_password", "db_ca"},
 }
 MIB = 1024 * 1024
 NANO = 10**9
@@ -157,17 +158,67 @@ def test_db_is_pinned_by_node_label(target, manager):
     assert labels[label] == "true"
 
 
-@pytest.mark.parametrize("user, refused", [("postgres", True), ("app", False)])
-def test_only_the_app_role_logs_in_over_the_network(manager, target, user, refused):
-    """The superuser is refused over TCP even with the app's password (older clusters gave it that password)."""
+@pytest.mark.parametrize(
+    "user, database, sslmode, refused_with",
+    [
+        ("app", "app", "require", None),
+        # Older clusters gave the superuser the app's password: it is refused over TCP even with it.
+        ("postgres", "postgres", "require", "pg_hba.conf rejects connection"),
+        ("app", "postgres", "require", "pg_hba.conf rejects connection"),
+        ("app", "app", "disable", "no encryption"),
+    ],
+)
+def test_over_the_network_only_the_app_role_reaches_its_database_over_tls(
+    manager, target, user, database, sslmode, refused_with
+):
     user = target.settings["loginapp_db_user"] if user == "app" else user
+    database = target.settings["loginapp_db_name"] if database == "app" else database
     password = (Path(target.outputs("stack")["stack_secrets_dir"]) / "db_password").read_text().strip()
-    psql = f"psql -X -w -h 127.0.0.1 -U {user} -d postgres -tAc 'SELECT 1'"
-    result = manager.run(f"docker exec --env PGPASSWORD={password} {target.container('db')} {psql}")
-    if refused:
-        assert result.rc != 0 and "pg_hba.conf rejects connection" in result.stderr, result.stderr
+    query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    psql = f"psql -X -w -h 127.0.0.1 -U {user} -d {database} -tAc '{query}'"
+    env = f"--env PGPASSWORD={password} --env PGSSLMODE={sslmode}"
+    result = manager.run(f"docker exec {env} {target.container('db')} {psql}")
+    if refused_with:
+        assert result.rc != 0 and refused_with in result.stderr, result.stderr
     else:
-        assert result.rc == 0 and result.stdout.strip() == "1", result.stderr
+        assert result.rc == 0 and result.stdout.strip() == "t", result.stderr
+
+
+def test_the_apps_database_connections_are_tls(manager, target):
+    """pg_stat_ssl, read through the superuser's socket: the app's pool (its health checks keep it busy)."""
+    role = target.settings["loginapp_db_user"]
+    query = (
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl), string_agg(DISTINCT s.version, ',')"
+        f" FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = '{role}'"
+    )
+    psql = f'psql -X -w -h /tmp -U postgres -d postgres -tAc "{query}"'
+    connections, encrypted, versions = manager.check_output(f"docker exec {target.container('db')} {psql}").split("|")
+    assert int(connections) > 0 and encrypted == connections, (connections, encrypted)
+    assert versions == "TLSv1.3"
+
+
+# Run in an app container with its own secrets: the database's name verifies, its address does not (verify-full).
+VERIFY_FROM_THE_APP = """
+import socket, psycopg
+password = open("/run/secrets/db_password").readline().strip()
+for host in ("{db}", socket.gethostbyname("{db}")):
+    try:
+        psycopg.connect(host=host, dbname="{name}", user="{user}", password=password,
+                        sslmode="verify-full", sslrootcert="/run/secrets/db_ca", connect_timeout=5).close()
+        print(host, "ok")
+    except psycopg.OperationalError as error:
+        print(host, "refused:", " ".join(str(error).split()))
+"""
+
+
+def test_the_app_verifies_the_database_certificate_and_its_name(manager, target):
+    settings = target.settings
+    script = VERIFY_FROM_THE_APP.format(
+        db=settings["loginapp_db_service"], name=settings["loginapp_db_name"], user=settings["loginapp_db_user"]
+    )
+    by_name, by_address = target.docker("exec", target.container("app"), "python", "-c", script).splitlines()
+    assert by_name == f"{settings['loginapp_db_service']} ok"
+    assert "refused" in by_address and "does not match host name" in by_address, by_address
 
 
 @pytest.mark.parametrize(

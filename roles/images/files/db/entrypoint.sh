@@ -7,6 +7,9 @@ set -eu
 bin=$(echo /usr/lib/postgresql/*/bin)
 # The stack file names them (loginapp_db_user, loginapp_db_name).
 : "${POSTGRES_USER:?}" "${POSTGRES_DB:?}"
+# Certificate and key in one PEM file (the stack's db_tls secret): the server speaks TLS only.
+: "${POSTGRES_TLS_FILE:?the server certificate and key (PEM) are required}"
+[ -r "$POSTGRES_TLS_FILE" ] || { echo "db: cannot read $POSTGRES_TLS_FILE" >&2; exit 1; }
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     # The superuser gets a random password nobody keeps (it logs in only
@@ -28,17 +31,21 @@ fi
 # Rewritten on every start, so clusters made by earlier versions get it too:
 # the superuser logs in only through the socket, as the container's postgres
 # user (docker exec: backups, restores, setting the app's password), never
-# over the network; every other role needs its scram-sha-256 password over
-# TCP. The overlay network is IPv4 only, and no line admits IPv6.
+# over the network. Over the network only the app's role reaches only its
+# database, over TLS with its scram-sha-256 password, from the container's own
+# networks (samenet: the overlay); anything else is rejected.
 {
     echo "local all postgres peer"
     echo "local all all reject"
-    echo "host all postgres 0.0.0.0/0 reject"
-    echo "host all all 0.0.0.0/0 scram-sha-256"
+    echo "host all postgres all reject"
+    echo "hostssl \"$POSTGRES_DB\" \"$POSTGRES_USER\" samenet scram-sha-256"
+    echo "host all all all reject"
 } > "$PGDATA/pg_hba.conf"
 
 # The socket lives in the tmpfs /tmp (the root file system is read-only),
 # open to the postgres user only.
 exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' \
     -c unix_socket_directories=/tmp -c unix_socket_permissions=0700 \
-    -c password_encryption=scram-sha-256
+    -c password_encryption=scram-sha-256 \
+    -c ssl=on -c ssl_cert_file="$POSTGRES_TLS_FILE" -c ssl_key_file="$POSTGRES_TLS_FILE" \
+    -c ssl_min_protocol_version=TLSv1.2
