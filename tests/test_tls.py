@@ -409,7 +409,7 @@ def test_unknown_mode_fails_naming_the_variable_and_creates_nothing(project):
         ({"tls_extra_names": {"not": "a list"}}, "tls_extra_names"),
         ({"tls_edge_group": "no_such_group"}, "no_such_group"),
         ({"tls_crl_days": 30}, "tls_crl_days"),
-        ({"tls_db_days": 30}, "tls_db_days"),
+        ({"tls_db_days": 2}, "tls_db_days"),
         ({"tls_crl_url": "https://login.example.test/ca.crl"}, "tls_crl_url"),
         ({"tls_ca_permitted_names": ["example.test", "http://example.test/"]}, "http://example.test/"),
     ],
