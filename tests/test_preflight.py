@@ -60,6 +60,7 @@ def test_command_line_numbers_and_booleans_are_accepted(run_playbook, tmp_path):
         ("stack_app_replicas=three", 'stack_app_replicas must be a int, got "three"'),
         ("stack_app_replicas=2.5", 'stack_app_replicas must be a int, got "2.5"'),
         ("stack_smoke_test=maybe", 'stack_smoke_test must be a bool, got "maybe"'),
+        ("swarm_autolock=maybe", 'swarm_autolock must be a bool, got "maybe"'),
     ],
 )
 def test_command_line_values_that_do_not_convert_are_refused(run_playbook, tmp_path, assignment, message):
@@ -161,3 +162,16 @@ def test_network_encryption_choices(run_playbook, tmp_path):
         "playbooks/preflight.yml", write_inventory(tmp_path), "-e", "stack_network_encrypted=sometimes"
     )
     assert_refused(result, "stack_network_encrypted must be one of: auto, true, false")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"firewall_ssh_sources": ["10.0.0.0/33"]}, "Not an IP address or network (CIDR): 10.0.0.0/33"),
+        ({"firewall_open_ports": ["9100"]}, 'firewall_open_ports wants "PORT/tcp" or "PORT/udp" (1-65535), not: 9100'),
+        ({"firewall_default_inbound": "reject"}, "firewall_default_inbound must be one of: drop, accept"),
+    ],
+)
+def test_bad_firewall_inputs_are_refused(run_playbook, tmp_path, extra, message):
+    result = run_playbook("playbooks/preflight.yml", write_inventory(tmp_path), extra_vars=extra)
+    assert_refused(result, message)

@@ -1,6 +1,7 @@
 """What a user of the hosts stage relies on, checked inside each test host."""
 
 import json
+import socket
 
 import pytest
 
@@ -119,3 +120,31 @@ def test_default_bridge_isolates_containers_and_ports_need_no_proxy(host, busybo
         assert host.run("pgrep -x docker-proxy").rc == 1, "a docker-proxy process runs for the published port"
     finally:
         host.run(f"docker rm -f {server}")
+
+
+def test_firewall_is_its_own_table_loaded_at_boot(host):
+    assert host.service("loginapp-firewall").is_enabled
+    rules = host.file("/etc/loginapp/firewall.nft")
+    assert rules.user == "root" and rules.mode == 0o600
+    assert "policy drop" in host.check_output("nft list chain inet loginapp input")
+    # Loading it again (as at boot) replaces the table in one transaction, and leaves Docker's rules alone.
+    docker_rules = host.check_output("iptables-save -t nat | grep -c DOCKER")
+    host.run_expect([0], "systemctl restart loginapp-firewall")
+    assert "policy drop" in host.check_output("nft list chain inet loginapp input")
+    assert host.check_output("iptables-save -t nat | grep -c DOCKER") == docker_rules
+
+
+def test_firewall_drops_a_stranger_on_an_unlisted_port(host):
+    """The controller (where pytest runs) is no cluster member: a port nothing admits does not answer it, though
+    the host itself reaches its listener."""
+    address = next(a for a in host.interface("eth0").addresses if ":" not in a)
+    host.run_expect([0], "setsid timeout 60 python3 -m http.server 8099 >/dev/null 2>&1 < /dev/null &")
+    listening = f"until (exec 3<>/dev/tcp/{address}/8099) 2>/dev/null; do sleep 0.2; done"
+    host.run_expect([0], f"timeout 10 bash -c '{listening}'")
+    try:
+        socket.create_connection((address, 8099), timeout=3).close()
+        answered = True
+    except OSError:
+        answered = False
+    host.run("pkill -f 'http.server 8099'")
+    assert not answered, f"{address}:8099 answered a host that is no cluster member"
