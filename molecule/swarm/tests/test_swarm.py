@@ -36,6 +36,13 @@ def test_every_node_advertises_its_network_address(full_strength, node_names):
         assert info["ControlAvailable"] is (name in managers), name
 
 
+def test_managers_listen_for_the_swarm_on_their_advertised_address_only(full_strength):
+    # Not on every interface (CIS Docker Benchmark 7.2): the default listen address is the advertised one.
+    for name in full_strength.settings["loginapp_managers"]:
+        listening = full_strength.run_on(name, "ss", "-Hlnt", "sport = :2377").splitlines()
+        assert [line.split()[3] for line in listening] == [f"{full_strength.node_address(name)}:2377"], name
+
+
 def test_labels_exactly_as_declared(full_strength, node_names, inventory_vars):
     for name in node_names:
         labels = json.loads(full_strength.docker("node", "inspect", "--format", "{{json .Spec.Labels}}", name))
