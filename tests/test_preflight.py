@@ -175,3 +175,17 @@ def test_network_encryption_choices(run_playbook, tmp_path):
 def test_bad_firewall_inputs_are_refused(run_playbook, tmp_path, extra, message):
     result = run_playbook("playbooks/preflight.yml", write_inventory(tmp_path), extra_vars=extra)
     assert_refused(result, message)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"live-restore": True}, "live-restore must be false"),
+        ({"userns-remap": "default"}, "userns-remap is not supported"),
+    ],
+)
+def test_engine_options_the_stack_cannot_run_under_are_refused(run_playbook, tmp_path, option, message):
+    result = run_playbook(
+        "playbooks/preflight.yml", write_inventory(tmp_path), extra_vars={"docker_engine_daemon_options_extra": option}
+    )
+    assert_refused(result, message)
