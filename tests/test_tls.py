@@ -6,6 +6,7 @@ consumes can be read without scraping text.
 """
 
 import datetime as dt
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from loginapp_kit import REPO
 from loginapp_kit.playbook import run_playbook
 
 PLAYBOOK = """
@@ -682,3 +684,12 @@ def test_acme_renewal_time_must_be_cron_fields(project):
     assert result.rc != 0
     assert "must be cron fields" in result.output
     assert not (project / "tls").exists()
+
+
+def test_seconds_left_counts_from_now_in_utc():
+    spec = importlib.util.spec_from_file_location("tls_time", REPO / "roles/tls/filter_plugins/tls_time.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    in_an_hour = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y%m%d%H%M%SZ")
+    assert 3590 < module.tls_seconds_left(in_an_hour) <= 3600
+    assert module.tls_seconds_left("20000101000000Z") < 0
