@@ -89,3 +89,23 @@ def test_a_dump_uses_the_password_the_server_accepts(tmp_path):
         assert ", read back" in output, output
     finally:
         server.stop()
+
+
+def test_a_stop_at_any_step_leaves_whole_dumps_only(database, tmp_path):
+    """Back to back dumps (BACKUP_INTERVAL 0), stopped at varied moments: mid-dump, mid-prune or asleep."""
+    (tmp_path / "db_password").write_text("unused by trust\n")
+    for attempt, delay in enumerate((0.4, 0.7, 1.0, 1.3, 1.6)):
+        backups = tmp_path / f"backups-{attempt}"
+        backups.mkdir()
+        env = {
+            "PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "DB_PASSWORD_FILE": str(tmp_path / "db_password"),
+            "PGHOST": "127.0.0.1", "PGPORT": str(database.port), "PGUSER": "postgres", "PGDATABASE": "app",
+            "BACKUP_DIR": str(backups), "BACKUP_INTERVAL": "0", "BACKUP_KEEP": "2",
+        }  # fmt: skip
+        loop = subprocess.Popen([str(LOOP)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        loop.send_signal(signal.SIGINT)
+        assert loop.wait(timeout=10) == 0
+        kept = sorted(path.name for path in backups.iterdir())
+        dumps = [name for name in kept if name.endswith(".dump")]
+        assert len(dumps) <= 2 and kept == sorted(dumps + [f"{dump}.sha256" for dump in dumps]), (delay, kept)

@@ -21,17 +21,29 @@ dump() {
     done < "$DB_PASSWORD_FILE"
     return 1
 }
-# A dump cut short by a stop is never kept.
+# A dump cut short by a kill is never kept.
 rm -f "$BACKUP_DIR"/.partial-*
-# PID 1 gets no default signal handling: stop at once when Swarm asks (the
-# image's STOPSIGNAL is SIGINT), also while sleeping.
-trap 'exit 0' INT TERM
-pause() { sleep "$1" & wait $!; }
+# PID 1 gets no default signal handling. A stop from Swarm (the image's
+# STOPSIGNAL is SIGINT) is taken at once while sleeping, and else between
+# steps, so it never leaves a partial dump or more than BACKUP_KEEP dumps.
+stopping='' partial=''
+trap 'stopping=1' INT TERM
+stop_if_asked() {
+    [ -z "$stopping" ] && return 0
+    rm -f "$partial"
+    exit 0
+}
+pause() {
+    stop_if_asked
+    sleep "$1" &
+    wait $! || kill $! 2>/dev/null || :
+    stop_if_asked
+}
 
 while :; do
     name="$BACKUP_PREFIX-$(date -u +%Y%m%dT%H%M%SZ).dump"
     partial="$BACKUP_DIR/.partial-$name"
-    if dump "$partial" && pg_restore --list "$partial" >/dev/null; then
+    if dump "$partial" && stop_if_asked && pg_restore --list "$partial" >/dev/null; then
         mv "$partial" "$BACKUP_DIR/$name"
         (cd "$BACKUP_DIR" && sha256sum "$name" > "$name.sha256")
         echo "backup: $name, $(wc -c < "$BACKUP_DIR/$name") bytes, read back"
