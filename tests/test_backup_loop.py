@@ -15,6 +15,15 @@ from loginapp_kit.wait import wait_for
 LOOP = REPO / "roles" / "images" / "files" / "db" / "backup-loop.sh"
 
 
+def loop_environment(tmp_path, port: int, user: str, backups, **settings) -> dict:
+    """The loop's environment as the stack gives it, against a local server; ``settings``: BACKUP_* values."""
+    return {
+        "PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "DB_PASSWORD_FILE": str(tmp_path / "db_password"),
+        "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": user, "PGDATABASE": "app", "BACKUP_DIR": str(backups),
+        **{f"BACKUP_{name.upper()}": str(value) for name, value in settings.items()},
+    }  # fmt: skip
+
+
 @pytest.fixture
 def database():
     if not (find_bin("initdb") and find_bin("pg_dump")):
@@ -35,11 +44,7 @@ def test_dumps_are_read_back_checksummed_and_pruned(database, tmp_path):
     backups.mkdir()
     (backups / ".partial-loginapp-20260101T000000Z.dump").write_text("cut short by a stop")
     (tmp_path / "db_password").write_text("not:used\\by trust\n")
-    env = {
-        "PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "DB_PASSWORD_FILE": str(tmp_path / "db_password"),
-        "PGHOST": "127.0.0.1", "PGPORT": str(database.port), "PGUSER": "postgres", "PGDATABASE": "app",
-        "BACKUP_DIR": str(backups), "BACKUP_INTERVAL": "1", "BACKUP_KEEP": "2",
-    }  # fmt: skip
+    env = loop_environment(tmp_path, database.port, "postgres", backups, interval=1, keep=2)
     loop = subprocess.Popen([str(LOOP)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert wait_for(lambda: len(list(backups.glob("*.dump"))) == 2, 30)
@@ -73,11 +78,7 @@ def test_a_dump_uses_the_password_the_server_accepts(tmp_path):
         backups = tmp_path / "backups"
         backups.mkdir()
         (tmp_path / "db_password").write_text("old\nnew:pass\n")
-        env = {
-            "PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "DB_PASSWORD_FILE": str(tmp_path / "db_password"),
-            "PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": "app", "PGDATABASE": "app",
-            "BACKUP_DIR": str(backups), "BACKUP_INTERVAL": "1",
-        }  # fmt: skip
+        env = loop_environment(tmp_path, server.port, "app", backups, interval=1)
         loop = subprocess.Popen([str(LOOP)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             dumped = wait_for(lambda: list(backups.glob("*.dump")), 30)
@@ -97,11 +98,7 @@ def test_a_stop_at_any_step_leaves_whole_dumps_only(database, tmp_path):
     for attempt, delay in enumerate((0.4, 0.7, 1.0, 1.3, 1.6)):
         backups = tmp_path / f"backups-{attempt}"
         backups.mkdir()
-        env = {
-            "PATH": os.environ["PATH"], "TMPDIR": str(tmp_path), "DB_PASSWORD_FILE": str(tmp_path / "db_password"),
-            "PGHOST": "127.0.0.1", "PGPORT": str(database.port), "PGUSER": "postgres", "PGDATABASE": "app",
-            "BACKUP_DIR": str(backups), "BACKUP_INTERVAL": "0", "BACKUP_KEEP": "2",
-        }  # fmt: skip
+        env = loop_environment(tmp_path, database.port, "postgres", backups, interval=0, keep=2)
         loop = subprocess.Popen([str(LOOP)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         loop.send_signal(signal.SIGINT)
