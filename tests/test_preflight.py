@@ -86,6 +86,13 @@ def test_host_in_both_groups(run_playbook, tmp_path):
     assert_refused(result, "Hosts in both 'managers' and 'workers': node1")
 
 
+def test_a_stage_run_alone_checks_its_own_inputs(run_playbook, tmp_path):
+    # site.yml checks each role's inputs once, in preflight; a stage run on its own must still check them.
+    inventory = write_inventory(tmp_path, managers=("node1",), workers=("node1",))
+    result = run_playbook("playbooks/cluster.yml", inventory)
+    assert_refused(result, "Hosts in both 'managers' and 'workers': node1")
+
+
 def test_even_number_of_managers_warns(run_playbook, tmp_path):
     inventory = write_inventory(
         tmp_path, managers=("node1", "node2"), host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}}
