@@ -22,6 +22,12 @@ except ConfigError as error:
 worker_class = "gthread"
 backlog = 2048
 
+# Import the app once, in the master, and fork the workers from it: a new
+# replica (an update, a restart) is ready after one import instead of one per
+# worker, and the workers share its memory. Safe because create_app() opens no
+# database connection: none is shared across the fork (tests/test_gunicorn_conf.py).
+preload_app = True
+
 # The heartbeat file must live on a tmpfs so a read-only root fs works.
 worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp"  # noqa: S108
 

@@ -34,6 +34,11 @@ def services(app_state="none", app_running="0/2"):
     ]
 
 
+def task(service, created, state="running", desired="running"):
+    """A task Swarm has not stopped, as the wait prints it: task|service|desired state|CreatedAt|state."""
+    return f'task|{service}|{desired}|"2026-12-03T12:00:{created}Z"|{state}'
+
+
 THREE_EXITS = [failure("app", 3), failure("app", 6), failure("app", 9)]
 POLLS = {
     "three_same": [*services(), *THREE_EXITS],
@@ -53,6 +58,18 @@ POLLS = {
     "error_with_bar": [*services(), *(failure("app", s, "starting container failed: a|b") for s in (3, 6, 9))],
     "shutdown_only": [*services(), failure("app", 3, "", state="shutdown")],
     "converged": [*services(app_state="completed", app_running="2/2"), failure("app", 3, "", state="shutdown")],
+    # The update started at 12:00:01.5; Docker prints fractions without trailing zeros.
+    "rolled_out": [*services(app_state="updating", app_running="2/2"), task("app", "01.50001"), task("app", "09")],
+    "one_old_task": [*services(app_state="updating", app_running="2/2"), task("app", "01.49"), task("app", "09")],
+    "new_task_starting": [
+        *services(app_state="updating", app_running="2/2"),
+        task("app", "01.4"), task("app", "02", state="starting"), task("app", "09"),
+    ],
+    "old_task_stopping": [
+        *services(app_state="updating", app_running="2/2"),
+        task("app", "03"), task("app", "09"), failure("app", 10, "", state="shutdown"),
+    ],
+    "rolling_back": [*services(app_state="rollback_started", app_running="2/2"), task("app", "05"), task("app", "09")],
 }
 
 
@@ -122,3 +139,15 @@ def test_converged_stack_and_its_summary(verdicts):
         "app: loginapp/app:old -> loginapp/app:new, rolled, 2/2 running",
         "db: loginapp/db:cccc, unchanged, 1/1 running",
     ]
+
+
+def test_the_wait_ends_once_every_task_of_an_update_is_new_and_running(verdicts):
+    verdict = verdicts["rolled_out"]
+    assert verdict["converged"], "Swarm's monitor period after the last task is not waited for"
+    assert verdict["summary"][0] == "app: loginapp/app:old -> loginapp/app:new, rolled (Swarm watches it 10s more), 2/2 running"
+    assert verdicts["old_task_stopping"]["converged"], "a stopped task is not one meant to run"
+
+
+def test_an_update_with_an_old_or_starting_task_or_a_rollback_is_waited_for(verdicts):
+    for poll in ("one_old_task", "new_task_starting", "rolling_back"):
+        assert not verdicts[poll]["converged"], poll

@@ -1,21 +1,28 @@
 """gunicorn.conf.py: Gunicorn's settings from the table in loginapp.config.
 
 Worker sizing from cgroup limits and CPU affinity, LOGINAPP_PORT/WORKERS (also
-as *_FILE) reaching Gunicorn itself, and a bad value ending it with one line.
+as *_FILE) reaching Gunicorn itself, a bad value ending it with one line, and
+the app preloaded in the master: it must open no database connection there.
 """
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from loginapp import create_app
 from loginapp.config import _cgroup_cpu_limit, available_cpus
+from loginapp.db import get_engine
+from loginapp.migrate import upgrade
 
 CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -142,3 +149,59 @@ def test_gunicorn_fails_clearly_on_a_bad_value(
     assert result.returncode == 1
     assert result.stderr == f"loginapp: {message}\n"
     assert result.stdout == ""
+
+
+def test_the_app_opens_no_database_connection_before_a_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Gunicorn forks its workers from the app the master loaded (preload_app):
+    a connection opened then would be one socket shared by every worker."""
+    assert load_conf().preload_app is True
+    monkeypatch.setenv("LOGINAPP_SECRET_KEY", "x7" * 32)
+    # Nothing listens on port 1: any connection attempt would fail here.
+    monkeypatch.setenv(
+        "LOGINAPP_DATABASE_URL", "postgresql+psycopg://loginapp@127.0.0.1:1/loginapp"
+    )
+    app = create_app()
+    with app.app_context():
+        pool = get_engine().pool
+        assert (pool.checkedin(), pool.checkedout()) == (0, 0)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_preloaded_workers_serve_with_their_own_connections(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/app.sqlite3"
+    upgrade(database)
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")},
+        "LOGINAPP_SECRET_KEY": "x7" * 32, "LOGINAPP_DATABASE_URL": database,
+        "LOGINAPP_LISTEN_ADDRESS": "127.0.0.1", "LOGINAPP_PORT": str(port),
+        "LOGINAPP_WORKERS": "2",
+    }  # fmt: skip
+    server = subprocess.Popen(
+        [str(GUNICORN), "--config", str(CONF), "loginapp:create_app()"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        statuses = []
+        deadline = time.monotonic() + 60
+        while len(statuses) < 20 and time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/readyz")
+                statuses.append(connection.getresponse().status)
+                connection.close()
+            except OSError:
+                time.sleep(0.2)
+        assert statuses == [200] * 20
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "Booting worker" in output, output
+    assert "Traceback" not in output, output
