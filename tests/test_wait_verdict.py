@@ -13,7 +13,7 @@ import pytest
 from loginapp_kit.playbook import run_playbook, write_inventory
 
 STARTED = "2026-12-03T12:00:00"
-BEFORE = ["loginapp_app loginapp/app:old", "loginapp_db loginapp/db:cccc"]
+BEFORE = ["loginapp_app loginapp/app:old", "loginapp_db loginapp/db:cccc", 'network {"encrypted":""}']
 EXIT_1 = "task: non-zero exit (1)"
 NO_IMAGE = "No such image: loginapp/app:new"
 
@@ -69,6 +69,12 @@ POLLS = {
         *services(app_state="updating", app_running="2/2"),
         task("app", "03"), task("app", "09"), failure("app", 10, "", state="shutdown"),
     ],
+    # An old task still finishing its requests is counted as running by `docker service ls`.
+    "old_task_draining": [
+        *services(app_state="updating", app_running="3/2"),
+        task("app", "03"), task("app", "09"), failure("app", 10, "", state="running"),
+    ],
+    "one_task_short": [*services(app_state="updating", app_running="1/2"), task("app", "09")],
     "rolling_back": [*services(app_state="rollback_started", app_running="2/2"), task("app", "05"), task("app", "09")],
 }
 
@@ -146,8 +152,9 @@ def test_the_wait_ends_once_every_task_of_an_update_is_new_and_running(verdicts)
     assert verdict["converged"], "Swarm's monitor period after the last task is not waited for"
     assert verdict["summary"][0] == "app: loginapp/app:old -> loginapp/app:new, rolled (Swarm watches it 10s more), 2/2 running"
     assert verdicts["old_task_stopping"]["converged"], "a stopped task is not one meant to run"
+    assert verdicts["old_task_draining"]["converged"], "nor one Swarm is stopping"
 
 
 def test_an_update_with_an_old_or_starting_task_or_a_rollback_is_waited_for(verdicts):
-    for poll in ("one_old_task", "new_task_starting", "rolling_back"):
+    for poll in ("one_old_task", "new_task_starting", "one_task_short", "rolling_back"):
         assert not verdicts[poll]["converged"], poll
