@@ -63,16 +63,22 @@ POLLS = {
     "one_old_task": [*services(app_state="updating", app_running="2/2"), task("app", "01.49"), task("app", "09")],
     "new_task_starting": [
         *services(app_state="updating", app_running="2/2"),
-        task("app", "01.4"), task("app", "02", state="starting"), task("app", "09"),
+        task("app", "01.4"),
+        task("app", "02", state="starting"),
+        task("app", "09"),
     ],
     "old_task_stopping": [
         *services(app_state="updating", app_running="2/2"),
-        task("app", "03"), task("app", "09"), failure("app", 10, "", state="shutdown"),
+        task("app", "03"),
+        task("app", "09"),
+        failure("app", 10, "", state="shutdown"),
     ],
     # An old task still finishing its requests is counted as running by `docker service ls`.
     "old_task_draining": [
         *services(app_state="updating", app_running="3/2"),
-        task("app", "03"), task("app", "09"), failure("app", 10, "", state="running"),
+        task("app", "03"),
+        task("app", "09"),
+        failure("app", 10, "", state="running"),
     ],
     "one_task_short": [*services(app_state="updating", app_running="1/2"), task("app", "09")],
     "rolling_back": [*services(app_state="rollback_started", app_running="2/2"), task("app", "05"), task("app", "09")],
@@ -150,7 +156,8 @@ def test_converged_stack_and_its_summary(verdicts):
 def test_the_wait_ends_once_every_task_of_an_update_is_new_and_running(verdicts):
     verdict = verdicts["rolled_out"]
     assert verdict["converged"], "Swarm's monitor period after the last task is not waited for"
-    assert verdict["summary"][0] == "app: loginapp/app:old -> loginapp/app:new, rolled (Swarm watches it 10s more), 2/2 running"
+    rolled = "app: loginapp/app:old -> loginapp/app:new, rolled (Swarm watches it 10s more), 2/2 running"
+    assert verdict["summary"][0] == rolled
     assert verdicts["old_task_stopping"]["converged"], "a stopped task is not one meant to run"
     assert verdicts["old_task_draining"]["converged"], "nor one Swarm is stopping"
 
