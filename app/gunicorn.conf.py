@@ -28,6 +28,22 @@ backlog = 2048
 # database connection: none is shared across the fork (tests/test_gunicorn_conf.py).
 preload_app = True
 
+
+def on_starting(server) -> None:
+    """Bring the schema to head before listening, with the app the master
+    already imported: no second interpreter imports it for `flask db upgrade`.
+    Waits up to LOGINAPP_DATABASE_WAIT for the database; replicas that start
+    together take turns (a PostgreSQL advisory lock)."""
+    from alembic.util import CommandError
+
+    from loginapp.migrate import DatabaseUnavailable, upgrade_at_start
+
+    try:
+        server.log.info(upgrade_at_start(server.app.wsgi()))
+    except (DatabaseUnavailable, CommandError) as error:
+        sys.exit(f"loginapp: {error}")
+
+
 # The heartbeat file must live on a tmpfs so a read-only root fs works.
 worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp"  # noqa: S108
 

@@ -143,11 +143,25 @@ def _database() -> tuple[str, str | None, float]:
     return config["DATABASE_URL"], config.get("DATABASE_PASSWORD"), config["DATABASE_WAIT"]
 
 
-def _report(verb: str, before: str, after: str) -> None:
+def _outcome(verb: str, before: str, after: str) -> str:
     if before == after:
-        click.echo(f"Database schema is already at {after}.")
-    else:
-        click.echo(f"Database schema {verb} from {before} to {after}.")
+        return f"Database schema is already at {after}."
+    return f"Database schema {verb} from {before} to {after}."
+
+
+def _report(verb: str, before: str, after: str) -> None:
+    click.echo(_outcome(verb, before, after))
+
+
+def upgrade_at_start(app: Flask) -> str:
+    """`db upgrade` for a server about to listen (gunicorn.conf.py): the outcome as one line.
+
+    Raises DatabaseUnavailable or alembic's CommandError, like the command."""
+    config = app.config
+    before, after = upgrade(
+        config["DATABASE_URL"], config.get("DATABASE_PASSWORD"), "head", config["DATABASE_WAIT"]
+    )
+    return _outcome("upgraded", before, after)
 
 
 @contextmanager

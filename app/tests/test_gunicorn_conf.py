@@ -2,7 +2,8 @@
 
 Worker sizing from cgroup limits and CPU affinity, LOGINAPP_PORT/WORKERS (also
 as *_FILE) reaching Gunicorn itself, a bad value ending it with one line, and
-the app preloaded in the master: it must open no database connection there.
+the app preloaded in the master, which brings the schema to head before it
+listens and must leave no database connection open for its workers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import pytest
 from loginapp import create_app
 from loginapp.config import _cgroup_cpu_limit, available_cpus
 from loginapp.db import get_engine
-from loginapp.migrate import upgrade
 
 CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -174,9 +174,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_preloaded_workers_serve_with_their_own_connections(tmp_path: Path) -> None:
+def test_the_master_migrates_then_its_workers_serve(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path}/app.sqlite3"
-    upgrade(database)
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")},
@@ -203,5 +202,26 @@ def test_preloaded_workers_serve_with_their_own_connections(tmp_path: Path) -> N
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
+    assert "Database schema upgraded from base to " in output, output
     assert "Booting worker" in output, output
     assert "Traceback" not in output, output
+
+
+def test_an_unreachable_database_ends_gunicorn_with_one_line(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")},
+        "LOGINAPP_SECRET_KEY": "x7" * 32,
+        # Nothing listens on port 1.
+        "LOGINAPP_DATABASE_URL": "postgresql+psycopg://loginapp@127.0.0.1:1/loginapp",
+        "LOGINAPP_DATABASE_WAIT": "0", "LOGINAPP_PORT": str(free_port()),
+    }  # fmt: skip
+    result = subprocess.run(
+        [str(GUNICORN), "--config", str(CONF), "loginapp:create_app()"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "loginapp: The database did not accept connections within LOGINAPP_DATABASE_WAIT=0"
+    ), last
+    assert "Listening at" not in result.stderr, "it must not listen before the schema is current"
