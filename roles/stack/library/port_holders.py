@@ -46,20 +46,38 @@ def listening_inodes(ports):
     return inodes
 
 
-def holders(ports):
-    inodes = listening_inodes(ports)
-    found = {port: set() for port in inodes.values()}
+def processes_holding(inodes):
+    """Socket inode -> {"name (pid N)"} for the processes holding these sockets."""
+    held = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            fds = os.listdir(f"/proc/{pid}/fd")
             with open(f"/proc/{pid}/comm") as comm:
                 name = comm.read().strip()
         except OSError:  # the process ended, or it is not ours to read
             continue
-        for target in targets:
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # closed since the listing: a busy process (dockerd) must not be skipped for it
+                continue
             inode = target[len("socket:[") : -1] if target.startswith("socket:[") else None
             if inode in inodes:
-                found[inodes[inode]].add(f"{name} (pid {pid})")
+                held.setdefault(inode, set()).add(f"{name} (pid {pid})")
+    return held
+
+
+def holders(ports, attempts=3):
+    # A listener replaced while /proc is scanned (a container restarting: dockerd closes and reopens
+    # its placeholder socket) has no holder; when the table changed meanwhile, scan it again.
+    for _ in range(attempts):
+        inodes = listening_inodes(ports)
+        held = processes_holding(inodes)
+        if all(inode in held for inode in inodes) or listening_inodes(ports) == inodes:
+            break
+    found = {port: set() for port in inodes.values()}
+    for inode, port in inodes.items():
+        found[port] |= held.get(inode, set())
     return {port: sorted(names) or ["an unknown process"] for port, names in found.items()}
 
 
