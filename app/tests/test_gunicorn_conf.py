@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from loginapp_kit.pgserver import free_port
 
 from loginapp import create_app
 from loginapp.config import _cgroup_cpu_limit, available_cpus
@@ -166,12 +166,6 @@ def test_the_app_opens_no_database_connection_before_a_request(
     with app.app_context():
         pool = get_engine().pool
         assert (pool.checkedin(), pool.checkedout()) == (0, 0)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_master_migrates_then_its_workers_serve(tmp_path: Path) -> None:
