@@ -26,6 +26,9 @@ from loginapp.db import get_engine
 
 CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
 GUNICORN = Path(sys.executable).with_name("gunicorn")
+SECRET_KEY = "x7" * 32
+# Nothing listens on port 1.
+NOBODY_LISTENS = "postgresql+psycopg://loginapp@127.0.0.1:1/loginapp"
 
 
 def load_conf() -> ModuleType:
@@ -37,14 +40,15 @@ def load_conf() -> ModuleType:
     return module
 
 
+def gunicorn_env(**settings: str) -> dict[str, str]:
+    """This process's environment without its LOGINAPP_* variables, plus `settings`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")}, **settings}
+
+
 def run_gunicorn(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """Gunicorn with the app's config file, printing its resolved settings and exiting."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")},
-        # --print-config loads the app too; keep its database out of the source tree.
-        "LOGINAPP_DATABASE_URL": f"sqlite:///{tmp_path}/print-config.sqlite3",
-        **env,
-    }
+    # --print-config loads the app too; keep its database out of the source tree.
+    env = gunicorn_env(LOGINAPP_DATABASE_URL=f"sqlite:///{tmp_path}/print-config.sqlite3", **env)
     command = [str(GUNICORN), "--config", str(CONF), "--print-config", "loginapp:create_app()"]
     return subprocess.run(
         command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
@@ -157,11 +161,9 @@ def test_the_app_opens_no_database_connection_before_a_request(
     """Gunicorn forks its workers from the app the master loaded (preload_app):
     a connection opened then would be one socket shared by every worker."""
     assert load_conf().preload_app is True
-    monkeypatch.setenv("LOGINAPP_SECRET_KEY", "x7" * 32)
-    # Nothing listens on port 1: any connection attempt would fail here.
-    monkeypatch.setenv(
-        "LOGINAPP_DATABASE_URL", "postgresql+psycopg://loginapp@127.0.0.1:1/loginapp"
-    )
+    monkeypatch.setenv("LOGINAPP_SECRET_KEY", SECRET_KEY)
+    # Any connection attempt would fail here.
+    monkeypatch.setenv("LOGINAPP_DATABASE_URL", NOBODY_LISTENS)
     app = create_app()
     with app.app_context():
         pool = get_engine().pool
@@ -171,12 +173,10 @@ def test_the_app_opens_no_database_connection_before_a_request(
 def test_the_master_migrates_then_its_workers_serve(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path}/app.sqlite3"
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")},
-        "LOGINAPP_SECRET_KEY": "x7" * 32, "LOGINAPP_DATABASE_URL": database,
-        "LOGINAPP_LISTEN_ADDRESS": "127.0.0.1", "LOGINAPP_PORT": str(port),
-        "LOGINAPP_WORKERS": "2",
-    }  # fmt: skip
+    env = gunicorn_env(
+        LOGINAPP_SECRET_KEY=SECRET_KEY, LOGINAPP_DATABASE_URL=database,
+        LOGINAPP_LISTEN_ADDRESS="127.0.0.1", LOGINAPP_PORT=str(port), LOGINAPP_WORKERS="2",
+    )  # fmt: skip
     server = subprocess.Popen(
         [str(GUNICORN), "--config", str(CONF), "loginapp:create_app()"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -202,13 +202,10 @@ def test_the_master_migrates_then_its_workers_serve(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_database_ends_gunicorn_with_one_line(tmp_path: Path) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LOGINAPP_")},
-        "LOGINAPP_SECRET_KEY": "x7" * 32,
-        # Nothing listens on port 1.
-        "LOGINAPP_DATABASE_URL": "postgresql+psycopg://loginapp@127.0.0.1:1/loginapp",
-        "LOGINAPP_DATABASE_WAIT": "0", "LOGINAPP_PORT": str(free_port()),
-    }  # fmt: skip
+    env = gunicorn_env(
+        LOGINAPP_SECRET_KEY=SECRET_KEY, LOGINAPP_DATABASE_URL=NOBODY_LISTENS,
+        LOGINAPP_DATABASE_WAIT="0", LOGINAPP_PORT=str(free_port()),
+    )  # fmt: skip
     result = subprocess.run(
         [str(GUNICORN), "--config", str(CONF), "loginapp:create_app()"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
