@@ -30,7 +30,7 @@ The stack is deployed (site.yml) first if needed, with nginx's per-IP limits
 on POST /login and on requests in progress lifted
 (loginapp_kit.deployment.RELAXED_RATE_LIMIT, which Target.local() applies) so
 wrk measures the app, not the 429 page; re-run site.yml without it to restore
-the default limits. Needs wrk and nginx (`make tools`). About 9 minutes.
+the default limits. Needs wrk and nginx (`make tools`). About 4 minutes.
 """
 
 from __future__ import annotations
