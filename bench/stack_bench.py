@@ -19,6 +19,11 @@ Everything in the table is measured in this one run, on this machine:
 * the stack again with nginx's kept-alive connections to the app turned off
   (`stack_nginx_upstream_keepalive: 0`, deployed for the measurement and
   then deployed back): the ratio on/off;
+* where the stack's CPU goes: for GET /login and the login round trip at the
+  most connections, the CPU each of the stack's containers (their cgroups),
+  the engine's own processes (dockerd, containerd and the shims, which carry
+  the containers' logs) and wrk used per request, and how busy each CPU of
+  the machine was (an idle CPU under load means something is pinned);
 * requests lost during a rolling update of the app under load
   (`docker service update --force` of the app service), counted by the kit's
   LoadGenerator, which reports every error, bad status or reset;
@@ -179,6 +184,76 @@ def measure(server: str, base_url: str, new_client: Callable[[], Client], connec
     return rows
 
 
+ENGINE_PROCESSES = ("dockerd", "containerd", "containerd-shim")  # /proc/PID/comm is cut at 15 characters
+
+
+def container_cgroup_cpu(container_id: str) -> Path | None:
+    """The file holding a container's CPU time: cgroup v1 cpuacct.usage (ns) or v2 cpu.stat (usage_usec)."""
+    for pattern in (f"cpuacct/**/{container_id}/cpuacct.usage", f"**/*{container_id}*/cpu.stat"):
+        if found := sorted(Path("/sys/fs/cgroup").glob(pattern)):
+            return found[0]
+    return None
+
+
+def cpu_seconds(target: Target) -> dict[str, float]:
+    """CPU seconds used so far by each running container of the stack and, together, by the engine's processes."""
+    seconds: dict[str, float] = {}
+    listing = target.docker(
+        "ps", "--no-trunc", "--filter", f"label=com.docker.stack.namespace={target.stack}",
+        "--format", '{{.ID}} {{.Label "com.docker.swarm.service.name"}}',
+    )  # fmt: skip
+    for line in listing.splitlines():
+        container_id, service = line.split()
+        if (path := container_cgroup_cpu(container_id)) is None:
+            continue
+        text = path.read_text()
+        used = int(text) / 1e9 if path.name == "cpuacct.usage" else int(text.split("usage_usec")[1].split()[0]) / 1e6
+        name = service.removeprefix(f"{target.stack}_")
+        seconds[name] = seconds.get(name, 0.0) + used
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm = (stat.parent / "comm").read_text().strip()
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            in_container = re.search(r"[0-9a-f]{64}", (stat.parent / "cgroup").read_text())
+        except OSError:  # the process ended
+            continue
+        if comm.startswith(ENGINE_PROCESSES) and not in_container:  # not a test host's own engine
+            seconds["engine"] = seconds.get("engine", 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def cpu_busy() -> list[tuple[int, int]]:
+    """(busy, total) jiffies of each CPU so far, from /proc/stat."""
+    counts = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        if re.match(r"cpu\d+ ", line):
+            values = [int(v) for v in line.split()[1:]]
+            counts.append((sum(values) - values[3] - values[4], sum(values)))  # idle and iowait are not busy
+    return counts
+
+
+def cpu_shares(target: Target, connections: int, duration: int) -> list[tuple[str, wrk.WrkResult, dict, list]]:
+    """GET /login and the login round trip through the stack, each with its CPU per component and per CPU."""
+    results = []
+    for scenario in ("GET /login", "login round trip"):
+        script = round_trip_script(target.base_url, target.client) if scenario == "login round trip" else None
+        before, busy_before, wrk_before = cpu_seconds(target), cpu_busy(), os.times()
+        run = wrk.run(target.base_url + "/login", connections, duration, script)
+        after, busy_after, wrk_after = cpu_seconds(target), cpu_busy(), os.times()
+        used = {name: after[name] - before.get(name, 0.0) for name in after}
+        used["wrk"] = (wrk_after.children_user + wrk_after.children_system) - (
+            wrk_before.children_user + wrk_before.children_system
+        )
+        busy = [
+            (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+            for (b0, t0), (b1, t1) in zip(busy_before, busy_after, strict=True)
+        ]
+        results.append((scenario, run, used, busy))
+        print(f"  stack  {scenario:16} c={connections:<3} CPU per request measured", flush=True)
+    return results
+
+
 def keepalive_off_rows(target: Target, workdir: Path, connections: list[int], duration: int) -> list[wrk.Row]:
     """The stack with nginx opening a new connection to the app per request; the default is deployed back after."""
 
@@ -283,8 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_keepalive_off:
             rows += keepalive_off_rows(target, workdir, args.connections, args.duration)
 
+        shares = cpu_shares(target, max(args.connections), args.duration)
         load, took = (None, 0.0) if args.skip_update else rolling_update_loss(target)
         print_report(rows, backend, args.duration, target, warm, load, took)
+        print_cpu_shares(shares, max(args.connections))
     return 0
 
 
@@ -331,6 +408,19 @@ def print_report(rows: list[wrk.Row], backend: str, duration: int, target: Targe
         f"Warm site.yml (nothing to change): {warm.duration:.0f} s, changed={warm.changed}. "
         "Cold runs (bare host -> stack) are timed by bench/cluster_bench.py (Molecule `default` scenario)."
     )
+
+
+def print_cpu_shares(shares: list[tuple[str, wrk.WrkResult, dict, list]], connections: int) -> None:
+    print(f"\nWhere the stack's CPU goes (ms of CPU per request, wrk at {connections} connections):")
+    names = sorted({name for _, _, used, _ in shares for name in used}, key=lambda n: (n == "wrk", n))
+    print(f"{'scenario':17} {'req/s':>8} " + " ".join(f"{n:>9}" for n in names) + f" {'sum':>7}  busy per CPU")
+    for scenario, run, used, busy in shares:
+        per_request = {n: 1000 * used.get(n, 0.0) / run.requests if run.requests else 0.0 for n in names}
+        print(
+            f"{scenario:17} {run.rps:>8.1f} " + " ".join(f"{per_request[n]:>9.3f}" for n in names)
+            + f" {sum(per_request.values()):>7.3f}  " + " / ".join(f"{100 * b:.0f}%" for b in busy)
+        )  # fmt: skip
+    print("(engine = dockerd, containerd and the shims, which carry every line the containers log)")
 
 
 if __name__ == "__main__":
