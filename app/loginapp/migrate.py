@@ -138,8 +138,9 @@ def current(url: str, password: str | None = None, wait: float = 0) -> str:
 cli = AppGroup("db", help="Migrate the database schema (Alembic).")
 
 
-def _database() -> tuple[str, str | None, float]:
-    config = current_app.config
+def _database(app: Flask | None = None) -> tuple[str, str | None, float]:
+    """URL, password and wait of ``app``'s database (default: the current app's)."""
+    config = (app or current_app).config
     return config["DATABASE_URL"], config.get("DATABASE_PASSWORD"), config["DATABASE_WAIT"]
 
 
@@ -157,11 +158,8 @@ def upgrade_at_start(app: Flask) -> str:
     """`db upgrade` for a server about to listen (gunicorn.conf.py): the outcome as one line.
 
     Raises DatabaseUnavailable or alembic's CommandError, like the command."""
-    config = app.config
-    before, after = upgrade(
-        config["DATABASE_URL"], config.get("DATABASE_PASSWORD"), "head", config["DATABASE_WAIT"]
-    )
-    return _outcome("upgraded", before, after)
+    url, password, wait = _database(app)
+    return _outcome("upgraded", *upgrade(url, password, "head", wait))
 
 
 @contextmanager
