@@ -166,15 +166,22 @@ def round_trip_script(base_url: str, new_client: Callable[[], Client]) -> str:
     }
 
 
+SCENARIOS = ("GET /login", "login round trip")
+
+
+def scenario_script(scenario: str, base_url: str, new_client: Callable[[], Client]) -> str | None:
+    """The wrk script of a scenario against ``base_url``/login (none: plain GETs)."""
+    return round_trip_script(base_url, new_client) if scenario == "login round trip" else None
+
+
 def measure(server: str, base_url: str, new_client: Callable[[], Client], connections: list[int],
             duration: int) -> list[wrk.Row]:  # fmt: skip
     """wrk against one server; ``new_client`` makes browsers for it (set-up and checks only)."""
     appserver.ensure_user(new_client, USERNAME, PASSWORD)
     rows = []
-    for scenario in ("GET /login", "login round trip"):
+    for scenario in SCENARIOS:
         for conns in connections:
-            script = round_trip_script(base_url, new_client) if scenario == "login round trip" else None
-            run = wrk.run(base_url + "/login", conns, duration, script)
+            run = wrk.run(base_url + "/login", conns, duration, scenario_script(scenario, base_url, new_client))
             errors, trips = run.errors, None
             if match := re.search(r"ROUNDTRIPS (\d+) BAD (\d+)", run.output):
                 trips = int(match.group(1)) / run.elapsed if run.elapsed else 0.0
@@ -236,8 +243,8 @@ def cpu_busy() -> list[tuple[int, int]]:
 def cpu_shares(target: Target, connections: int, duration: int) -> list[tuple[str, wrk.WrkResult, dict, list]]:
     """GET /login and the login round trip through the stack, each with its CPU per component and per CPU."""
     results = []
-    for scenario in ("GET /login", "login round trip"):
-        script = round_trip_script(target.base_url, target.client) if scenario == "login round trip" else None
+    for scenario in SCENARIOS:
+        script = scenario_script(scenario, target.base_url, target.client)
         before, busy_before, wrk_before = cpu_seconds(target), cpu_busy(), os.times()
         run = wrk.run(target.base_url + "/login", connections, duration, script)
         after, busy_after, wrk_after = cpu_seconds(target), cpu_busy(), os.times()
