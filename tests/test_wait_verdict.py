@@ -82,17 +82,32 @@ POLLS = {
     ],
     "one_task_short": [*services(app_state="updating", app_running="1/2"), task("app", "09")],
     "rolling_back": [*services(app_state="rollback_started", app_running="2/2"), task("app", "05"), task("app", "09")],
+    # A task Swarm restarted during the update (its image kept failing) took a slot the update had filled: Swarm
+    # called the update complete with two tasks in each slot, and `docker service ls` said 4/2 from then on.
+    "extra_tasks_after_update": [
+        *services(app_state="completed", app_running="4/2"),
+        *(task("app", created) for created in ("02", "03", "06", "09")),
+    ],
+    # Once the wait had Swarm reconcile the app, its update status is gone.
+    "reconciled": [*services(app_state="none", app_running="2/2"), task("app", "06"), task("app", "09")],
 }
+# Polls judged as if tasks/wait_reconcile.yml had already run for the app.
+RECONCILED = {"reconciled", "extra_tasks_after_update_reconciled"}
+POLLS["extra_tasks_after_update_reconciled"] = POLLS["extra_tasks_after_update"]
 
 
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory):
-    """Each poll's verdict: converged, rolled_back, failing, failures, summary."""
+    """Each poll's verdict: converged, rolled_back, failing, failures, to_reconcile, summary."""
     directory = tmp_path_factory.mktemp("wait")
     inventory = write_inventory(directory, host_vars={"node1": {"swarm_node_labels": {"loginapp.db": "true"}}})
     before = {"stdout_lines": [STARTED, *BEFORE]}
     polls = {
-        name: {"stack_status": {"rc": 0, "stdout_lines": lines}, "stack_before_deploy": before}
+        name: {
+            "stack_status": {"rc": 0, "stdout_lines": lines},
+            "stack_before_deploy": before,
+            "stack_reconciled_services": ["app"] if name in RECONCILED else [],
+        }
         for name, lines in POLLS.items()
     }
     run = run_playbook(
@@ -165,3 +180,19 @@ def test_the_wait_ends_once_every_task_of_an_update_is_new_and_running(verdicts)
 def test_an_update_with_an_old_or_starting_task_or_a_rollback_is_waited_for(verdicts):
     for poll in ("one_old_task", "new_task_starting", "one_task_short", "rolling_back"):
         assert not verdicts[poll]["converged"], poll
+
+
+def test_extra_tasks_left_after_an_update_make_the_wait_have_swarm_reconcile_the_service(verdicts):
+    verdict = verdicts["extra_tasks_after_update"]
+    assert not verdict["converged"] and verdict["failing"] == []
+    assert verdict["to_reconcile"] == ["app"]
+    # Once asked, the wait waits for Swarm to remove them, and then says the app rolled.
+    assert verdicts["extra_tasks_after_update_reconciled"]["to_reconcile"] == []
+    assert not verdicts["extra_tasks_after_update_reconciled"]["converged"]
+    assert verdicts["reconciled"]["converged"]
+    assert verdicts["reconciled"]["summary"][0] == "app: loginapp/app:old -> loginapp/app:new, rolled, 2/2 running"
+
+
+def test_extra_tasks_during_an_update_are_left_to_swarm(verdicts):
+    for poll in ("new_task_starting", "old_task_draining", "rolled_out"):
+        assert verdicts[poll]["to_reconcile"] == [], poll
