@@ -282,7 +282,7 @@ class Settings:
         gunicorn="max_requests",
     )
     access_log: str = setting(
-        "Gunicorn access log file, - for stdout", default="-", gunicorn="accesslog"
+        "Gunicorn access log file, - for stdout, off for none", default="-", gunicorn="accesslog"
     )
 
     @property
@@ -461,6 +461,9 @@ def _gunicorn_options(values: Mapping[str, Any]) -> dict[str, object]:
     # The one option made of two settings, and the one that follows from another.
     options["bind"] = [_bind_address(values["listen_address"], values["port"])]
     options["max_requests_jitter"] = values["max_requests"] // 10
+    # Behind nginx, whose access log has every request, a second one only costs CPU.
+    if options["accesslog"] == "off":
+        options["accesslog"] = None
     return options
 
 

@@ -289,6 +289,11 @@ def test_gunicorn_defaults() -> None:
     }
 
 
+def test_gunicorn_access_log_can_be_off() -> None:
+    # None is Gunicorn's own "no access log"; a file named "off" is not what anyone means.
+    assert load_gunicorn_options({"LOGINAPP_ACCESS_LOG": "off"})["accesslog"] is None
+
+
 def test_gunicorn_options_need_no_secret_key() -> None:
     # Gunicorn's master runs no app code; the workers' create_app reports the missing key.
     production = {"LOGINAPP_ENV": "production", "LOGINAPP_LISTEN_ADDRESS": "::"}

@@ -529,30 +529,13 @@ def app_connections(target, nginx: str) -> set[str]:
     return {row[1].split(":")[1] for row in rows if row[2].endswith(f":{port}") and row[3] == "01"}
 
 
-def app_task_addresses(target) -> list[str]:
-    """Backend-network addresses of the app's running tasks, with the app's port."""
-    port = target.settings["loginapp_app_port"]
-    tasks = target.docker(
-        "service", "ps", target.service("app"), "--filter", "desired-state=running", "-q", "--no-trunc"
-    ).split()
-    addresses = []
-    for task in tasks:
-        info = json.loads(target.docker("inspect", task))[0]
-        if info["Status"]["State"] != "running":
-            continue
-        for attachment in info.get("NetworksAttachments") or []:
-            if attachment["Network"]["Spec"]["Name"] == f"{target.stack}_backend":
-                addresses += [f"{a.split('/')[0]}:{port}" for a in attachment["Addresses"]]
-    return sorted(addresses)
-
-
 @pytest.mark.disruptive
 def test_nginx_follows_the_app_replicas_and_reuses_connections(target, https_client):
     """Scaling the app 2 -> 4 -> 2 under load: nginx lists exactly the healthy replicas, loses no request,
     sends traffic to the new replicas, and reuses its connections to them."""
     replicas = target.service_spec("app")["Mode"]["Replicated"]["Replicas"]
     nginx, listed = edge_upstream(target)
-    assert listed == app_task_addresses(target)
+    assert listed == sorted(target.app_replicas())
     with target.load() as load:
         # Reused keep-alive connections outlive one sample: the same ones are open a second later.
         first = app_connections(target, nginx)
@@ -566,7 +549,7 @@ def test_nginx_follows_the_app_replicas_and_reuses_connections(target, https_cli
         )
         print(f"nginx listed the new replicas {time.monotonic() - scaled:.1f} s after the scale returned")
         nginx, listed = edge_upstream(target)
-        assert listed == app_task_addresses(target)
+        assert listed == sorted(target.app_replicas())
         since = target.docker("exec", nginx, "date", "+%s").strip()
         for _ in range(4 * len(listed)):
             https_client.get("/login")
@@ -577,7 +560,7 @@ def test_nginx_follows_the_app_replicas_and_reuses_connections(target, https_cli
         target.docker("service", "scale", "--detach=false", f"{target.service('app')}={replicas}", timeout=300)
         assert wait_for(lambda: len(edge_upstream(target)[1]) == replicas, timeout=30, interval=0.2)
     assert load.failed == 0, f"requests lost while scaling: {load.summary()}"
-    assert edge_upstream(target)[1] == app_task_addresses(target)
+    assert edge_upstream(target)[1] == sorted(target.app_replicas())
 
 
 # --- the operator's view --------------------------------------------------------------

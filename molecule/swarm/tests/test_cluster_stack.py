@@ -6,6 +6,7 @@ network, verified against the CA the tls stage published.
 """
 
 import ipaddress
+import json
 import uuid
 
 import pytest
@@ -78,27 +79,21 @@ def test_every_edge_serves_https(full_strength, edges):
         assert client.get("/readyz").status == 404, "readiness is for the app's health check, not the internet"
 
 
-def answering_nodes(target, node_names, marker, expected, timeout=30):
-    """Nodes whose running app containers logged a request carrying ``marker`` as User-Agent.
+def answering_nodes(target, edge, marker, expected, timeout=30):
+    """Nodes whose app replicas answered the requests that carried ``marker`` as User-Agent through ``edge``.
 
-    Gunicorn's access log ends with the User-Agent nginx passed through. Each
-    node's own engine is asked (`docker logs` of its app containers):
-    `docker service logs` can hang when a failed task's node does not deliver
-    its logs. Polls until all ``expected`` lines are in.
+    The edge's nginx logs each request as JSON with the replica it went to
+    (``upstream_addr``, the last one if it retried); the app's tasks tell which
+    node each replica address is on. Polls until all ``expected`` lines are in.
     """
-
+    replicas = target.app_replicas()
+    nginx = target.container("nginx", node=edge)
     found: list[str] = []
 
     def complete():
-        found.clear()
-        for name in node_names:
-            ids = target.docker(
-                "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={target.service('app')}",
-                "--filter", "status=running", node=name,
-            ).split()  # fmt: skip
-            for container in ids:
-                logs = target.run_on(name, "sh", "-c", f"timeout 20 docker logs --since 10m {container} 2>&1")
-                found.extend(name for line in logs.splitlines() if marker in line)
+        logs = target.run_on(edge, "sh", "-c", f"timeout 20 docker logs --since 10m {nginx} 2>/dev/null")
+        requests = [json.loads(line) for line in logs.splitlines() if line.startswith("{") and marker in line]
+        found[:] = [replicas.get(r["upstream_addr"].split(", ")[-1], f"? {r['upstream_addr']}") for r in requests]
         return len(found) >= expected
 
     wait_for(complete, timeout)
@@ -109,7 +104,7 @@ def test_every_edge_reaches_app_tasks_on_other_nodes(full_strength, edges, node_
     """nginx on each edge spreads requests over app tasks on several nodes, across the overlay.
 
     Each edge gets SPREAD_REQUESTS requests with a User-Agent unique to this
-    run and edge; the app's access log on each node tells which nodes
+    run and edge; the edge's access log tells which replicas, so which nodes,
     answered: at least two, at least one not the edge itself.
     """
     for name in edges:
@@ -117,8 +112,9 @@ def test_every_edge_reaches_app_tasks_on_other_nodes(full_strength, edges, node_
         client = full_strength.client(full_strength.node_address(name))
         for _ in range(SPREAD_REQUESTS):
             assert client.get("/healthz", headers={"User-Agent": marker}).status == 200
-        answered = answering_nodes(full_strength, node_names, marker, SPREAD_REQUESTS)
+        answered = answering_nodes(full_strength, name, marker, SPREAD_REQUESTS)
         assert len(answered) == SPREAD_REQUESTS, f"{len(answered)} log lines for {marker}"
+        assert set(answered) <= set(node_names), f"replicas not among the app's running tasks: {answered}"
         assert len(set(answered)) >= 2, f"via {name}, only {set(answered)} answered"
         assert set(answered) - {name}, f"via {name}, no app task on another node answered"
 

@@ -178,19 +178,34 @@ class Target:
             (task, node, image.split("@", 1)[0]) for task, node, image, state in rows if state.startswith("Running")
         ]
 
-    def container(self, name: str) -> str:
-        """ID of one running container of the service on the first manager."""
+    def container(self, name: str, node: str | None = None) -> str:
+        """ID of one running container of the service on ``node``, by default the first manager."""
         ids = self.docker(
-            "ps",
-            "-q",
-            "--filter",
-            "status=running",
-            "--filter",
-            f"label=com.docker.swarm.service.name={self.service(name)}",
-        ).split()
+            "ps", "-q", "--filter", "status=running",
+            "--filter", f"label=com.docker.swarm.service.name={self.service(name)}", node=node,
+        ).split()  # fmt: skip
         if not ids:
-            raise AssertionError(f"no running container of {self.service(name)} on the first manager")
+            raise AssertionError(f"no running container of {self.service(name)} on {node or 'the first manager'}")
         return ids[0]
+
+    def app_replicas(self) -> dict[str, str]:
+        """The app's running tasks as {address:port on the backend network: node}, as nginx's upstream names them."""
+        port = self.settings["loginapp_app_port"]
+        tasks = self.docker(
+            "service", "ps", self.service("app"), "--filter", "desired-state=running", "-q", "--no-trunc"
+        ).split()
+        replicas, hostnames = {}, {}
+        for task in tasks:
+            info = json.loads(self.docker("inspect", task))[0]
+            if info["Status"]["State"] != "running":
+                continue
+            node = info["NodeID"]
+            if node not in hostnames:
+                hostnames[node] = self.docker("node", "inspect", "--format", "{{.Description.Hostname}}", node).strip()
+            for attachment in info.get("NetworksAttachments") or []:
+                if attachment["Network"]["Spec"]["Name"] == f"{self.stack}_backend":
+                    replicas.update({f"{a.split('/')[0]}:{port}": hostnames[node] for a in attachment["Addresses"]})
+        return replicas
 
     def passes_health_check(self, name: str) -> bool:
         """One running container of the service passes its own health check now (the app's asks /readyz).
