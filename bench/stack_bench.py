@@ -338,12 +338,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-keepalive-off", action="store_true", help="skip the stack without kept-alive app connections"
     )
+    parser.add_argument(
+        "-e", "--extra-var", action="append", default=[], metavar="NAME=VALUE",
+        help="deploy with this variable (repeatable), to compare a setting against its default",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.extra_var):
+        parser.error("-e takes NAME=VALUE")
     if not wrk.available():
         print("wrk not found: apt-get install -y wrk (make tools)", file=sys.stderr)
         return 2
 
     target = Target.local()
+    target.extra_vars.update(item.split("=", 1) for item in args.extra_var)
     with tempfile.TemporaryDirectory(prefix="loginapp-stack-bench-") as tmp:
         workdir = Path(tmp)
         print(f"Deploying/checking the stack (site.yml, inventory {target.inventory}) ...", flush=True)
@@ -382,6 +389,7 @@ def print_report(rows: list[wrk.Row], backend: str, duration: int, target: Targe
         f"stack = {target.base_url}/ (nginx TLS -> Gunicorn x{replicas} replicas -> PostgreSQL in Swarm); "
         f"gunicorn = raw Gunicorn, dev = flask run (both on 127.0.0.1, HTTP, {backend}); "
         f"nginx = a bare nginx over TLS on 127.0.0.1; {KEEPALIVE_OFF} = the stack, stack_nginx_upstream_keepalive: 0"
+        f"\ndeployed with: {' '.join(f'{k}={v}' for k, v in sorted(target.extra_vars.items()))}"
     )
     header = (
         f"{'server':9} {'scenario':17} {'conns':>5} {'req/s':>8} {'trips/s':>8} "
