@@ -224,7 +224,7 @@ def test_shipped_config_fits_a_read_only_non_root_container(rendered):
     assert directives(conf, "ssl_certificate") == ["/etc/nginx/edge/server.pem"]
     assert directives(conf, "ssl_certificate_key") == ["/etc/nginx/edge/server.pem"]
     assert directives(conf, "error_log") == ["stderr warn"]
-    assert directives(conf, "access_log")[0] == "/dev/stdout json"
+    assert directives(conf, "access_log")[0] == "/dev/stdout json buffer=4k flush=1s"
 
 
 def test_shipped_config_tls_policy(rendered):

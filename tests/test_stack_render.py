@@ -153,6 +153,7 @@ def test_backups_can_be_turned_off(render):
         ({"stack_nginx_login_rate": "10perminute"}, "stack_nginx_login_rate is '10perminute': give requests per"),
         ({"stack_nginx_client_max_body_size": "1 MB"}, "stack_nginx_client_max_body_size is '1 MB': give a size"),
         ({"stack_nginx_proxy_read_timeout": "30 sec"}, "stack_nginx_proxy_read_timeout is '30 sec': give a time"),
+        ({"stack_nginx_access_log_buffer": "64k"}, "stack_nginx_access_log_buffer is '64k': give \"\" (unbuffered) or"),
         ({"tls_mode": "letsencrypt"}, "tls_mode must be one of: selfsigned, provided"),
         ({"stack_app_replicas": "two"}, "stack_app_replicas must be a int"),
         ({"stack_backup_keep": 0}, "stack_backup_keep (0) at least 1"),

@@ -553,9 +553,15 @@ def test_nginx_follows_the_app_replicas_and_reuses_connections(target, https_cli
         since = target.docker("exec", nginx, "date", "+%s").strip()
         for _ in range(4 * len(listed)):
             https_client.get("/login")
-        served = target.docker("logs", "--since", since, nginx, check=True)
-        used = {address for address in listed if f'"upstream_addr":"{address}"' in served}
-        assert used == set(listed), f"replicas nginx sent nothing to: {set(listed) - used}"
+
+        def used() -> set[str]:
+            served = target.docker("logs", "--since", since, nginx, check=True)
+            return {address for address in listed if f'"upstream_addr":"{address}"' in served}
+
+        # Each nginx worker writes its access log lines in batches, at most stack_nginx_access_log_flush (1 s) late.
+        assert wait_for(lambda: used() == set(listed), timeout=10, interval=0.5), (
+            f"replicas nginx sent nothing to: {set(listed) - used()}"
+        )
 
         target.docker("service", "scale", "--detach=false", f"{target.service('app')}={replicas}", timeout=300)
         assert wait_for(lambda: len(edge_upstream(target)[1]) == replicas, timeout=30, interval=0.2)
