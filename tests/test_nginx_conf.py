@@ -225,6 +225,8 @@ def test_shipped_config_fits_a_read_only_non_root_container(rendered):
     assert directives(conf, "ssl_certificate_key") == ["/etc/nginx/edge/server.pem"]
     assert directives(conf, "error_log") == ["stderr warn"]
     assert directives(conf, "access_log")[0] == "/dev/stdout json buffer=4k flush=1s"
+    # Static files only: they are in the image, so never change under a running nginx.
+    assert directives(conf, "open_file_cache") == ["max=1000 inactive=1h"]
 
 
 def test_shipped_config_tls_policy(rendered):
