@@ -19,11 +19,12 @@ Everything in the table is measured in this one run, on this machine:
 * the stack again with nginx's kept-alive connections to the app turned off
   (`stack_nginx_upstream_keepalive: 0`, deployed for the measurement and
   then deployed back): the ratio on/off;
-* where the stack's CPU goes: for GET /login and the login round trip at the
-  most connections, the CPU each of the stack's containers (their cgroups),
-  the engine's own processes (dockerd, containerd and the shims, which carry
-  the containers' logs) and wrk used per request, and how busy each CPU of
-  the machine was (an idle CPU under load means something is pinned);
+* where the stack's CPU goes: for GET /login, the login round trip and the
+  static file at the most connections, the CPU each of the stack's containers
+  (their cgroups), the engine's own processes (dockerd, containerd and the
+  shims, which carry the containers' logs), wrk and the rest of the machine
+  (mostly the kernel's network path) used per request, and how busy each CPU
+  of the machine was (an idle CPU under load means something is pinned);
 * requests lost during a rolling update of the app under load
   (`docker service update --force` of the app service), counted by the kit's
   LoadGenerator, which reports every error, bad status or reset;
@@ -241,17 +242,23 @@ def cpu_busy() -> list[tuple[int, int]]:
 
 
 def cpu_shares(target: Target, connections: int, duration: int) -> list[tuple[str, wrk.WrkResult, dict, list]]:
-    """GET /login and the login round trip through the stack, each with its CPU per component and per CPU."""
+    """GET /login, the login round trip and the static file through the stack, each with its CPU per component
+    (``other``: the rest of the machine's busy CPU, mostly the kernel's network path) and per CPU."""
+    # The static file first: logins queued in the app when wrk stops would still be hashed during the next run.
+    cases = [("static file", f"{target.base_url}/static/{STATIC_FILE}", None)]
+    cases += [(s, target.base_url + "/login", scenario_script(s, target.base_url, target.client)) for s in SCENARIOS]
+    ticks = os.sysconf("SC_CLK_TCK")
     results = []
-    for scenario in SCENARIOS:
-        script = scenario_script(scenario, target.base_url, target.client)
+    for scenario, url, script in cases:
         before, busy_before, wrk_before = cpu_seconds(target), cpu_busy(), os.times()
-        run = wrk.run(target.base_url + "/login", connections, duration, script)
+        run = wrk.run(url, connections, duration, script)
         after, busy_after, wrk_after = cpu_seconds(target), cpu_busy(), os.times()
         used = {name: after[name] - before.get(name, 0.0) for name in after}
         used["wrk"] = (wrk_after.children_user + wrk_after.children_system) - (
             wrk_before.children_user + wrk_before.children_system
         )
+        all_busy = sum(b1 - b0 for (b0, _), (b1, _) in zip(busy_before, busy_after, strict=True)) / ticks
+        used["other"] = max(0.0, all_busy - sum(used.values()))
         busy = [
             (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
             for (b0, t0), (b1, t1) in zip(busy_before, busy_after, strict=True)
@@ -427,7 +434,7 @@ def print_report(rows: list[wrk.Row], backend: str, duration: int, target: Targe
 
 def print_cpu_shares(shares: list[tuple[str, wrk.WrkResult, dict, list]], connections: int) -> None:
     print(f"\nWhere the stack's CPU goes (ms of CPU per request, wrk at {connections} connections):")
-    names = sorted({name for _, _, used, _ in shares for name in used}, key=lambda n: (n == "wrk", n))
+    names = sorted({name for _, _, used, _ in shares for name in used}, key=lambda n: (n in ("wrk", "other"), n))
     print(f"{'scenario':17} {'req/s':>8} " + " ".join(f"{n:>9}" for n in names) + f" {'sum':>7}  busy per CPU")
     for scenario, run, used, busy in shares:
         per_request = {n: 1000 * used.get(n, 0.0) / run.requests if run.requests else 0.0 for n in names}
@@ -435,7 +442,8 @@ def print_cpu_shares(shares: list[tuple[str, wrk.WrkResult, dict, list]], connec
             f"{scenario:17} {run.rps:>8.1f} " + " ".join(f"{per_request[n]:>9.3f}" for n in names)
             + f" {sum(per_request.values()):>7.3f}  " + " / ".join(f"{100 * b:.0f}%" for b in busy)
         )  # fmt: skip
-    print("(engine = dockerd, containerd and the shims, which carry every line the containers log)")
+    print("(engine = dockerd, containerd and the shims, which carry every line the containers log;")
+    print(" other = the rest of the machine's busy CPU: the kernel's network path to nginx, other processes)")
 
 
 if __name__ == "__main__":
