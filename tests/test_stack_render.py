@@ -135,6 +135,14 @@ def test_per_client_request_limit_can_be_turned_off(render):
     assert "limit_conn" not in nginx_conf
 
 
+def test_gunicorn_sizing_is_the_apps_unless_set(render):
+    _, stack, _ = render()
+    assert not {"LOGINAPP_WORKERS", "LOGINAPP_THREADS"} & set(stack["services"]["app"]["environment"])
+    _, stack, _ = render(stack_app_workers=3, stack_app_threads=8)
+    environment = stack["services"]["app"]["environment"]
+    assert (environment["LOGINAPP_WORKERS"], environment["LOGINAPP_THREADS"]) == ("3", "8")
+
+
 def test_backups_can_be_turned_off(render):
     _, stack, _ = render(stack_backup_interval=0)
     assert stack["services"]["backup"]["deploy"]["replicas"] == 0

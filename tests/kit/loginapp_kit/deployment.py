@@ -190,22 +190,29 @@ class Target:
 
     def app_replicas(self) -> dict[str, str]:
         """The app's running tasks as {address:port on the backend network: node}, as nginx's upstream names them."""
-        port = self.settings["loginapp_app_port"]
-        tasks = self.docker(
+        port, backend = self.settings["loginapp_app_port"], f"{self.stack}_backend"
+        listed = self.docker(
             "service", "ps", self.service("app"), "--filter", "desired-state=running", "-q", "--no-trunc"
         ).split()
-        replicas, hostnames = {}, {}
-        for task in tasks:
-            info = json.loads(self.docker("inspect", task))[0]
-            if info["Status"]["State"] != "running":
-                continue
-            node = info["NodeID"]
-            if node not in hostnames:
-                hostnames[node] = self.docker("node", "inspect", "--format", "{{.Description.Hostname}}", node).strip()
-            for attachment in info.get("NetworksAttachments") or []:
-                if attachment["Network"]["Spec"]["Name"] == f"{self.stack}_backend":
-                    replicas.update({f"{a.split('/')[0]}:{port}": hostnames[node] for a in attachment["Addresses"]})
-        return replicas
+        # One inspect for all the tasks and one for their nodes, not one per task.
+        tasks = (
+            [t for t in json.loads(self.docker("inspect", *listed)) if t["Status"]["State"] == "running"]
+            if listed
+            else []
+        )
+        if not tasks:
+            return {}
+        nodes = self.docker(
+            "node", "inspect", "--format", "{{.ID}} {{.Description.Hostname}}", *{t["NodeID"] for t in tasks}
+        )
+        hostname = dict(line.split() for line in nodes.splitlines())
+        return {
+            f"{address.split('/')[0]}:{port}": hostname[task["NodeID"]]
+            for task in tasks
+            for network in task.get("NetworksAttachments") or []
+            if network["Network"]["Spec"]["Name"] == backend
+            for address in network["Addresses"]
+        }
 
     def passes_health_check(self, name: str) -> bool:
         """One running container of the service passes its own health check now (the app's asks /readyz).
