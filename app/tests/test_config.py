@@ -278,7 +278,7 @@ def test_gunicorn_defaults() -> None:
     assert load_gunicorn_options({}) == {
         "bind": ["0.0.0.0:8000"],
         "workers": 2 * available_cpus() + 1,
-        "threads": 4,
+        "threads": 2,
         "timeout": 30,
         "graceful_timeout": 25,
         "keepalive": 5,
