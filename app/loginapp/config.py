@@ -258,7 +258,7 @@ class Settings:
         "Gunicorn worker processes", default=_two_workers_per_cpu, minimum=1, gunicorn="workers"
     )
     # Measured with 1 CPU per replica (README, Benchmarks): 3 workers x 2 threads served as
-    # much as x 4 with 28% less memory and no login past 2 s; x 8 exceeded 512 MiB.
+    # much as x 4 with 28% less memory and fewer logins past 2 s; x 8 exceeded 512 MiB.
     threads: int = setting(
         "threads per Gunicorn worker (gthread)", default=2, minimum=1, gunicorn="threads"
     )

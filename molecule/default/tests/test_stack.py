@@ -576,7 +576,17 @@ def test_logs_return_and_follow(https_client, target):
     """`make logs` returns on every engine (20.10's `docker service logs` never does) and follows when asked."""
     seen = f"/logs-probe-{secrets.token_hex(4)}"
     https_client.get(seen)
-    run = subprocess.run(target.logs_command("nginx", "--since", "5m"), capture_output=True, text=True, timeout=120)
+    runs: list[subprocess.CompletedProcess] = []
+
+    def logged() -> bool:
+        runs.append(
+            subprocess.run(target.logs_command("nginx", "--since", "5m"), capture_output=True, text=True, timeout=120)
+        )
+        return any(line.startswith("nginx.1.") and seen in line for line in runs[-1].stdout.splitlines())
+
+    # nginx writes its access log in batches, at most stack_nginx_access_log_flush (1 s) late.
+    wait_for(logged, timeout=15, interval=1)
+    run = runs[-1]
     assert run.returncode == 0, run.stderr
     assert any(line.startswith("nginx.1.") and seen in line for line in run.stdout.splitlines()), run.stdout[-2000:]
     assert "app." not in run.stdout, "only the service asked for"
