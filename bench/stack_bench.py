@@ -68,6 +68,13 @@ PASSWORD = "stack benchmark passphrase 42"
 KEEPALIVE_OFF = "stack-ka0"
 STATIC_DIR = REPO / "app" / "loginapp" / "static"
 STATIC_FILE = "style.css"
+
+
+def static_url(base_url: str) -> str:
+    """The app's stylesheet under ``base_url``: the stack's or a bare nginx's."""
+    return f"{base_url}/static/{STATIC_FILE}"
+
+
 # Only what serving a file over TLS needs: the baseline for the stack's nginx.
 BARE_NGINX_CONF = """
 worker_processes auto;
@@ -245,7 +252,7 @@ def cpu_shares(target: Target, connections: int, duration: int) -> list[tuple[st
     """GET /login, the login round trip and the static file through the stack, each with its CPU per component
     (``other``: the rest of the machine's busy CPU, mostly the kernel's network path) and per CPU."""
     # The static file first: logins queued in the app when wrk stops would still be hashed during the next run.
-    cases = [("static file", f"{target.base_url}/static/{STATIC_FILE}", None)]
+    cases = [("static file", static_url(target.base_url), None)]
     cases += [(s, target.base_url + "/login", scenario_script(s, target.base_url, target.client)) for s in SCENARIOS]
     ticks = os.sysconf("SC_CLK_TCK")
     results = []
@@ -321,12 +328,12 @@ def static_rows(target: Target, workdir: Path, connections: list[int], duration:
     with (work / "nginx.log").open("w") as log:
         bare = subprocess.Popen([nginx, "-c", str(conf), "-e", "stderr", "-g", globals_], stdout=log, stderr=log)
     try:
-        bare_url = f"https://127.0.0.1:{port}/static/{STATIC_FILE}"
+        bare_url = static_url(f"https://127.0.0.1:{port}")
         if not wait_for(
             lambda: bare.poll() is None and wrk.run(bare_url, 1, 1).errors == 0, 20, 0.5, errors=(RuntimeError,)
         ):
             raise RuntimeError(f"bare nginx did not serve {bare_url}:\n{(work / 'nginx.log').read_text()[-2000:]}")
-        for server, url in (("stack", f"{target.base_url}/static/{STATIC_FILE}"), ("nginx", bare_url)):
+        for server, url in (("stack", static_url(target.base_url)), ("nginx", bare_url)):
             for conns in connections:
                 run = wrk.run(url, conns, duration)
                 rows.append(wrk.Row(server, "static file", conns, run.rps, run.p50_ms, run.p99_ms, run.errors))
