@@ -177,6 +177,15 @@ def test_bad_inputs_fail_in_preflight(run_playbook, tmp_path, extra_vars, messag
     assert result.says(message), result.output
 
 
+def test_preflight_names_every_misformatted_value_at_once(run_playbook, tmp_path):
+    inventory = write_inventory(tmp_path, host_vars={"node1": DB_LABEL})
+    bad = {"stack_app_memory": "256", "stack_nginx_login_rate": "fast", "stack_update_monitor": "5"}
+    result = run_playbook("playbooks/preflight.yml", inventory, extra_vars=bad)
+    assert result.returncode != 0
+    for name, value in bad.items():
+        assert result.says(f"{name} is '{value}': give"), result.output
+
+
 def test_database_label_on_no_node_fails_in_preflight(run_playbook, tmp_path):
     inventory = write_inventory(tmp_path, managers=("node1", "node2", "node3"))
     result = run_playbook("playbooks/preflight.yml", inventory)
