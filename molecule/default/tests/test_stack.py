@@ -585,10 +585,10 @@ def test_logs_return_and_follow(https_client, target):
         return any(line.startswith("nginx.1.") and seen in line for line in runs[-1].stdout.splitlines())
 
     # nginx writes its access log in batches, at most stack_nginx_access_log_flush (1 s) late.
-    wait_for(logged, timeout=15, interval=1)
+    found = wait_for(logged, timeout=15, interval=1)
     run = runs[-1]
     assert run.returncode == 0, run.stderr
-    assert any(line.startswith("nginx.1.") and seen in line for line in run.stdout.splitlines()), run.stdout[-2000:]
+    assert found, run.stdout[-2000:]
     assert "app." not in run.stdout, "only the service asked for"
 
     follow = subprocess.Popen(

@@ -194,12 +194,10 @@ class Target:
         listed = self.docker(
             "service", "ps", self.service("app"), "--filter", "desired-state=running", "-q", "--no-trunc"
         ).split()
+        if not listed:
+            return {}
         # One inspect for all the tasks and one for their nodes, not one per task.
-        tasks = (
-            [t for t in json.loads(self.docker("inspect", *listed)) if t["Status"]["State"] == "running"]
-            if listed
-            else []
-        )
+        tasks = [t for t in json.loads(self.docker("inspect", *listed)) if t["Status"]["State"] == "running"]
         if not tasks:
             return {}
         nodes = self.docker(
