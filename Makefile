@@ -16,8 +16,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR ?= 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-# Debian packages the tests use (the project installs them; nothing by hand).
-TEST_PACKAGES := nginx-light chromium libnss3-tools wrk debootstrap pebble cron
+# Debian packages the tests and benchmarks use (the project installs them; nothing by hand).
+TEST_PACKAGES := nginx-light chromium libnss3-tools wrk nghttp2-client debootstrap pebble cron
 
 .PHONY: help venv deploy status engine tools test lint docs unit molecule bench teardown clean rotate-secret-key rotate-db-password rotate-tls-key renew rollback logs backup restore
 

@@ -16,6 +16,11 @@ Everything in the table is measured in this one run, on this machine:
 * a static file (the app's stylesheet) served by the stack's nginx and by a
   bare nginx started here (Debian's, same certificate, TLS, nothing else
   configured): ratio stack/bare;
+* HTTP/2 against HTTP/1.1 through the stack, for the static file and GET
+  /login, with h2load (wrk speaks HTTP/1.1 only): one request in flight per
+  connection with each protocol, and HTTP/2 with ten streams on a tenth of
+  the connections (a browser's one connection per site); skipped without
+  h2load;
 * the stack again with nginx's kept-alive connections to the app turned off
   (`stack_nginx_upstream_keepalive: 0`, deployed for the measurement and
   then deployed back): the ratio on/off;
@@ -36,7 +41,7 @@ The stack is deployed (site.yml) first if needed, with nginx's per-IP limits
 on POST /login and on requests in progress lifted
 (loginapp_kit.deployment.RELAXED_RATE_LIMIT, which Target.local() applies) so
 wrk measures the app, not the 429 page; re-run site.yml without it to restore
-the default limits. Needs wrk and nginx (`make tools`). About 4 minutes.
+the default limits. Needs wrk, nginx and h2load (`make tools`). About 5 minutes.
 """
 
 from __future__ import annotations
@@ -52,9 +57,10 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from loginapp_kit import REPO, appserver, html, wrk
+from loginapp_kit import REPO, appserver, h2load, html, wrk
 from loginapp_kit.client import Client
 from loginapp_kit.deployment import Target
 from loginapp_kit.load import LoadGenerator
@@ -344,6 +350,53 @@ def static_rows(target: Target, workdir: Path, connections: list[int], duration:
     return rows
 
 
+HTTP2_STREAMS = 10  # HTTP/2 streams per connection in the multiplexed rows
+
+
+@dataclass
+class Http2Row:
+    scenario: str
+    connections: int
+    streams: int  # requests in flight per connection
+    run: h2load.H2loadResult
+
+
+def http2_rows(target: Target, rows: list[wrk.Row], duration: int) -> list[Http2Row]:
+    """h2load through the stack, at each connection count of the stack's wrk rows (whose req/s sizes the runs).
+
+    HTTP/1.1 and HTTP/2 with one request in flight per connection, then HTTP/2 with HTTP2_STREAMS streams on a
+    tenth of the connections: as many requests in flight.
+    """
+    urls = {"static file": static_url(target.base_url), "GET /login": target.base_url + "/login"}
+    results = []
+    for row in rows:
+        if row.server != "stack" or row.scenario not in urls:
+            continue
+        url, conns = urls[row.scenario], row.connections
+        for streams, connections, http1 in ((1, conns, True), (1, conns, False),
+                                            (HTTP2_STREAMS, max(1, conns // HTTP2_STREAMS), False)):  # fmt: skip
+            run = h2load.run_for(url, connections, duration, row.rps, streams=streams, http1=http1)
+            results.append(Http2Row(row.scenario, connections, streams, run))
+            print(f"  h2load {row.scenario:12} {run.protocol:8} c={connections:<3} m={streams:<2} {run.rps:8.1f} req/s",
+                  flush=True)  # fmt: skip
+    return results
+
+
+def print_http2(results: list[Http2Row]) -> None:
+    print(
+        "\nHTTP/2 against HTTP/1.1 through the stack (h2load; h2/h1: against HTTP/1.1 with as many requests in flight):"
+    )
+    print(f"{'scenario':12} {'protocol':9} {'conns':>5} {'streams':>7} {'req/s':>9} {'errors':>7} {'h2/h1':>6}")
+    h1 = {(r.scenario, r.connections): r.run.rps for r in results if r.run.protocol == "http/1.1"}
+    for r in results:
+        baseline = h1.get((r.scenario, r.connections * r.streams))
+        ratio = f"{r.run.rps / baseline:.2f}x" if r.run.protocol == "h2" and baseline else ""
+        print(
+            f"{r.scenario:12} {r.run.protocol:9} {r.connections:>5} {r.streams:>7} {r.run.rps:>9.1f} "
+            f"{r.run.errors:>7} {ratio:>6}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
@@ -383,12 +436,17 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure("stack", target.base_url, target.client, args.connections, args.duration)
         app_rows, backend = app_server_rows(workdir, args.connections, args.duration)
         rows += app_rows + static_rows(target, workdir, args.connections, args.duration)
+        http2 = http2_rows(target, rows, args.duration) if h2load.available() else []
         if not args.skip_keepalive_off:
             rows += keepalive_off_rows(target, workdir, args.connections, args.duration)
 
         shares = cpu_shares(target, max(args.connections), args.duration)
         load, took = (None, 0.0) if args.skip_update else rolling_update_loss(target)
         print_report(rows, backend, args.duration, target, warm, load, took)
+        if http2:
+            print_http2(http2)
+        else:
+            print("\nHTTP/2 not measured: h2load not found (apt-get install -y nghttp2-client, make tools)")
         print_cpu_shares(shares, max(args.connections))
     return 0
 

@@ -1,4 +1,4 @@
-"""The test kit itself: recap parsing, HTML forms, load counting, app tree copies."""
+"""The test kit itself: recap and h2load parsing, HTML forms, load counting, app tree copies."""
 
 import json
 import socket
@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from loginapp_kit import REPO, html
+from loginapp_kit import REPO, h2load, html
 from loginapp_kit.apptree import copy_app_tree
 from loginapp_kit.load import LoadGenerator
 from loginapp_kit.playbook import changed_tasks, play_recap
@@ -38,6 +38,25 @@ def test_play_recap_and_changed_tasks():
         "node2": {"ok": 10, "changed": 0, "unreachable": 1, "failed": 2},
     }
     assert changed_tasks(RECAP) == ["Deploy the stack"]
+
+
+# h2load 1.52's report of a run in which nginx closed the connections after 1000 requests each.
+H2LOAD_REPORT = """TLS Protocol: TLSv1.3
+Application protocol: h2
+
+finished in 354.27ms, 28227.30 req/s, 79.44MB/s
+requests: 12000 total, 12000 started, 12000 done, 9969 succeeded, 2031 failed, 2000 errored, 0 timeout
+status codes: 9969 2xx, 0 3xx, 30 4xx, 1 5xx
+"""
+
+
+def test_h2load_report_counts_only_good_answers():
+    result = h2load.parse(H2LOAD_REPORT)
+    assert (result.succeeded, result.errors, result.protocol) == (9969, 2031, "h2")
+    assert result.rps == pytest.approx(9969 / 0.35427)
+    assert (result + result).rps == pytest.approx(result.rps)
+    with pytest.raises(ValueError, match="not an h2load report"):
+        h2load.parse("TLS Protocol: TLSv1.3\n")
 
 
 def test_forms_and_csrf_tokens():
