@@ -15,7 +15,9 @@ Everything in the table is measured in this one run, on this machine:
   request); ratios stack/raw Gunicorn and stack/dev;
 * a static file (the app's stylesheet) served by the stack's nginx and by a
   bare nginx started here (Debian's, same certificate, TLS, nothing else
-  configured): ratio stack/bare;
+  configured): ratio stack/bare; as root, also the stack's nginx reached from
+  inside its container's network namespace (wrk under nsenter), which shows
+  what the host's path into the container (bridge, NAT, veth) costs;
 * HTTP/2 against HTTP/1.1 through the stack, for the static file and GET
   /login, with h2load (wrk speaks HTTP/1.1 only): one request in flight per
   connection with each protocol, and HTTP/2 with ten streams on a tenth of
@@ -47,6 +49,7 @@ the default limits. Needs wrk, nginx and h2load (`make tools`). About 5 minutes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -72,6 +75,7 @@ USERNAME = "stackbench"
 PASSWORD = "stack benchmark passphrase 42"
 # The stack measured with stack_nginx_upstream_keepalive: 0.
 KEEPALIVE_OFF = "stack-ka0"
+IN_NETNS = "stack-ns"  # the stack's nginx reached from inside its container's network namespace
 STATIC_DIR = REPO / "app" / "loginapp" / "static"
 STATIC_FILE = "style.css"
 
@@ -319,6 +323,19 @@ def app_server_rows(workdir: Path, connections: list[int], duration: int) -> tup
         return rows, db.backend
 
 
+def nginx_netns(target: Target) -> tuple[int, int] | None:
+    """The PID of the stack's nginx container and the container port published as the site's HTTPS port:
+    wrk run in that network namespace reaches nginx without the host's bridge, NAT and veth. None unless root."""
+    if os.geteuid() != 0 or not shutil.which("nsenter"):
+        return None
+    container = json.loads(target.docker("inspect", target.container("nginx")))[0]
+    https = str(urllib.parse.urlsplit(target.base_url).port or 443)
+    for port, bindings in container["NetworkSettings"]["Ports"].items():
+        if any(binding["HostPort"] == https for binding in bindings or []):
+            return container["State"]["Pid"], int(port.split("/")[0])
+    return None
+
+
 def static_rows(target: Target, workdir: Path, connections: list[int], duration: int) -> list[wrk.Row]:
     """The app's stylesheet from the stack's nginx and from a bare nginx with the deployment's certificate."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -339,9 +356,13 @@ def static_rows(target: Target, workdir: Path, connections: list[int], duration:
             lambda: bare.poll() is None and wrk.run(bare_url, 1, 1).errors == 0, 20, 0.5, errors=(RuntimeError,)
         ):
             raise RuntimeError(f"bare nginx did not serve {bare_url}:\n{(work / 'nginx.log').read_text()[-2000:]}")
-        for server, url in (("stack", static_url(target.base_url)), ("nginx", bare_url)):
+        servers = [("stack", static_url(target.base_url), None), ("nginx", bare_url, None)]
+        if inside := nginx_netns(target):
+            pid, port = inside
+            servers.append((IN_NETNS, static_url(f"https://127.0.0.1:{port}"), pid))
+        for server, url, netns_of in servers:
             for conns in connections:
-                run = wrk.run(url, conns, duration)
+                run = wrk.run(url, conns, duration, netns_of=netns_of)
                 rows.append(wrk.Row(server, "static file", conns, run.rps, run.p50_ms, run.p99_ms, run.errors))
                 print(f"  {server:8} static file      c={conns:<3} {run.rps:8.1f} req/s", flush=True)
     finally:
@@ -460,7 +481,8 @@ def print_report(rows: list[wrk.Row], backend: str, duration: int, target: Targe
         f"\nloginapp stack benchmark: {cpus} CPUs (load {load_avg:.1f}), wrk -t2 -d{duration}s, argon2id m=19MiB t=2\n"
         f"stack = {target.base_url}/ (nginx TLS -> Gunicorn x{replicas} replicas -> PostgreSQL in Swarm); "
         f"gunicorn = raw Gunicorn, dev = flask run (both on 127.0.0.1, HTTP, {backend}); "
-        f"nginx = a bare nginx over TLS on 127.0.0.1; {KEEPALIVE_OFF} = the stack, stack_nginx_upstream_keepalive: 0"
+        f"nginx = a bare nginx over TLS on 127.0.0.1; {IN_NETNS} = the stack's nginx from inside its container's "
+        f"network namespace (no bridge, NAT or veth); {KEEPALIVE_OFF} = the stack, stack_nginx_upstream_keepalive: 0"
         f"\ndeployed with: {' '.join(f'{k}={v}' for k, v in sorted(target.extra_vars.items()))}"
     )
     header = (
@@ -473,7 +495,7 @@ def print_report(rows: list[wrk.Row], backend: str, duration: int, target: Targe
 
     def ratio(r: wrk.Row, baseline: str) -> str:
         base = cells.get((baseline, r.scenario, r.connections))
-        if r.server != "stack" or base is None:
+        if r.server not in ("stack", IN_NETNS) or base is None:
             return ""
         mine, theirs = (r.trips_per_s, base.trips_per_s) if r.trips_per_s is not None else (r.rps, base.rps)
         return f"{mine / theirs:.2f}x" if theirs else "n/a"

@@ -82,12 +82,14 @@ def parse(output: str) -> WrkResult:
 
 
 def run(url: str, connections: int, duration: float, script: str | Path | None = None, *, threads: int = 2,
-        timeout: str = "10s") -> WrkResult:  # fmt: skip
+        timeout: str = "10s", netns_of: int | None = None) -> WrkResult:  # fmt: skip
     """``wrk -t THREADS -c CONNECTIONS -d DURATIONs --timeout TIMEOUT --latency [-s SCRIPT] URL``.
 
     ``script`` is a Lua file (``Path``) or Lua source (``str``, written to a
     temporary file for the run). Threads are capped at the connections, as wrk
-    requires. RuntimeError when wrk fails or prints no report.
+    requires. ``netns_of``: run wrk in the network namespace of that process
+    (nsenter, as root), e.g. a container's. RuntimeError when wrk fails or
+    prints no report.
     """
     if not available():
         raise FileNotFoundError("wrk not found (apt-get install -y wrk)")
@@ -95,6 +97,8 @@ def run(url: str, connections: int, duration: float, script: str | Path | None =
         "wrk", "-t", str(max(1, min(threads, connections))), "-c", str(connections), "-d", f"{duration:g}s",
         "--timeout", timeout, "--latency",
     ]  # fmt: skip
+    if netns_of is not None:
+        command = ["nsenter", "--net", "--target", str(netns_of), *command]
     with tempfile.TemporaryDirectory(prefix="loginapp-wrk-") as tmp:
         if isinstance(script, str):
             path = Path(tmp) / "script.lua"
