@@ -337,7 +337,8 @@ def nginx_netns(target: Target) -> tuple[int, int] | None:
 
 
 def static_rows(target: Target, workdir: Path, connections: list[int], duration: int) -> list[wrk.Row]:
-    """The app's stylesheet from the stack's nginx and from a bare nginx with the deployment's certificate."""
+    """The app's stylesheet from the stack's nginx, from a bare nginx with the deployment's certificate and, as
+    root, from the stack's nginx again inside its container's network namespace (nginx_netns)."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     tls, port, work = target.outputs("tls"), free_port(), workdir / "bare-nginx"
     work.mkdir()
